@@ -1,0 +1,5 @@
+import sys
+
+from raylake.cli import main
+
+sys.exit(main())

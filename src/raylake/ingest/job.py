@@ -1,0 +1,82 @@
+"""The ingest job: every table of a dataset into the lake, one run record."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from raylake.config.loader import to_config
+from raylake.errors import ConfigError, did_you_mean
+from raylake.ingest.pipeline import TableResult, ingest_table
+from raylake.lake.runs import RunRecorder
+from raylake.lake.tables import Lake
+from raylake.runtime import ensure_ray
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: DictConfig, *, echo: Any = print) -> dict[str, Any]:
+    """Ingest ``cfg.dataset`` into ``cfg.lake``; return the run id and per-table results."""
+    conf = to_config(cfg)
+    resolved = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else asdict(conf)
+    tables = conf.dataset.tables
+    wanted = list(conf.ingest.tables) or list(tables)
+    for key in wanted:
+        if key not in tables:
+            raise ConfigError(
+                f"ingest.tables names {key!r}, which dataset {conf.dataset.name!r} does not "
+                f"have.{did_you_mean(key, tables)} Its tables: {', '.join(tables)}."
+            )
+    lake = Lake.from_config(conf.lake)
+    ray_info = ensure_ray(conf.ray)
+    _quiet_ray_data()
+    results: list[TableResult] = []
+    with RunRecorder(lake, "ingest", resolved) as run_rec:
+        run_rec.metrics["ray"] = ray_info
+        for key in wanted:
+            res = ingest_table(
+                lake, key, tables[key], run_id=run_rec.run_id, job="ingest",
+                ingest_cfg=conf.ingest, task_cpus=conf.ray.data_task_cpus,
+            )
+            results.append(res)
+            run_rec.add_input(kind="files", table=res.table, files=res.files, fingerprint=res.fingerprint)
+            run_rec.add_output(table=res.table, version=res.version, rows=res.rows_written,
+                               skipped=res.skipped)
+            if res.quarantine_version is not None:
+                run_rec.add_output(table=f"{res.table}__quarantine", version=res.quarantine_version,
+                                   rows=res.rows_quarantined)
+            run_rec.metrics[res.table] = {
+                "rows_read": res.rows_read, "rows_written": res.rows_written,
+                "rows_quarantined": res.rows_quarantined, "skipped": res.skipped,
+                "reasons": res.reasons, "seconds": res.seconds, "nodes": res.nodes,
+                "merge": res.merge_metrics,
+            }
+            echo(_summary(res))
+        if all(r.skipped for r in results):
+            run_rec.status = "skipped"
+    echo(f"run {run_rec.run_id}: {run_rec.status}; lake at {lake.root} "
+         f"(see `raylake runs show {run_rec.run_id} lake.root={lake.root}`)")
+    return {"run_id": run_rec.run_id, "status": run_rec.status, "tables": results}
+
+
+def _summary(r: TableResult) -> str:
+    if r.skipped:
+        return f"{r.table}: input already ingested (fingerprint {r.fingerprint[:12]}); " \
+               f"nothing added, table stays at version {r.version}"
+    line = (f"{r.table}: read {r.rows_read:,} = written {r.rows_written:,} + quarantined "
+            f"{r.rows_quarantined:,} -> version {r.version} ({r.mode}, {r.seconds.get('total', 0):.1f}s)")
+    if r.reasons:
+        line += "\n  quarantined: " + ", ".join(f"{k}: {v:,}" for k, v in sorted(r.reasons.items()))
+    return line
+
+
+def _quiet_ray_data() -> None:
+    import ray.data
+
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False

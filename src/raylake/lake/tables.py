@@ -1,0 +1,236 @@
+"""The lake: named Delta tables under one root, their versions and upkeep."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+from deltalake import DeltaTable
+from deltalake.exceptions import DeltaError, TableNotFoundError as DeltaTableNotFound
+
+from raylake.errors import (
+    LakeError,
+    TableNotFoundError,
+    UnsafeOperationError,
+    VersionNotFoundError,
+    did_you_mean,
+)
+from raylake.lake.names import validate_table_name
+from raylake.lake.storage import Storage
+
+# Delta's own default (delta.deletedFileRetentionDuration): files younger than
+# this may still be read by a running job or a time-travel query.
+SAFE_VACUUM_RETENTION_HOURS = 168
+
+VersionRef = int | str | dt.datetime | None
+
+
+def parse_version_ref(text: str) -> int | dt.datetime | None:
+    """An integer version or an ISO 8601 timestamp (UTC if naive); None for a tag name."""
+    text = text.strip()
+    if text.lstrip("-").isdigit():
+        return int(text)
+    try:
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+
+
+class Lake:
+    """Delta tables under ``storage.root``; every method takes a table name."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    @classmethod
+    def from_config(cls, lake_cfg: Any) -> Lake:
+        return cls(Storage.from_config(lake_cfg.root, dict(lake_cfg.storage_options or {})))
+
+    @property
+    def root(self) -> str:
+        return self.storage.root
+
+    def uri(self, name: str, *, system: bool = False) -> str:
+        return self.storage.uri(validate_table_name(name, system=system))
+
+    def exists(self, name: str, *, system: bool = False) -> bool:
+        return DeltaTable.is_deltatable(self.uri(name, system=system), self.storage.delta_options())
+
+    # -- reading -----------------------------------------------------------
+
+    def table(self, name: str, version: VersionRef = None, *, system: bool = False) -> DeltaTable:
+        """The Delta table ``name`` at a version, a timestamp or a tag (latest if None)."""
+        uri = self.uri(name, system=system)
+        try:
+            dtab = DeltaTable(uri, storage_options=self.storage.delta_options())
+        except DeltaTableNotFound as exc:
+            raise TableNotFoundError(
+                f"No table {name!r} in the lake at {self.root}.{did_you_mean(name, self.names())} "
+                "List tables with `raylake lake list`."
+            ) from exc
+        except (DeltaError, OSError) as exc:
+            raise LakeError(f"Cannot open table {name!r} at {uri}: {exc}") from exc
+        if version is not None:
+            self._load_version(dtab, name, version)
+        return dtab
+
+    def _load_version(self, dtab: DeltaTable, name: str, ref: VersionRef) -> None:
+        target = self.resolve_version(name, ref) if not isinstance(ref, dt.datetime) else ref
+        try:
+            dtab.load_as_version(target)
+        except (DeltaError, OSError, ValueError) as exc:
+            raise VersionNotFoundError(
+                f"Table {name!r} has no version {ref!r} (latest is {dtab.version()}). "
+                f"See `raylake lake history {name}`."
+            ) from exc
+
+    def resolve_version(self, name: str, ref: VersionRef) -> int | dt.datetime:
+        """An int version, a tag name, or an ISO timestamp -> what Delta loads."""
+        if ref is None or isinstance(ref, (int, dt.datetime)):
+            return ref if ref is not None else self.table(name).version()
+        parsed = parse_version_ref(str(ref))
+        if parsed is not None:
+            return parsed
+        from raylake.lake.tags import TagStore
+
+        return TagStore(self).get(name, str(ref).strip())
+
+    def read(
+        self,
+        name: str,
+        version: VersionRef = None,
+        *,
+        columns: Sequence[str] | None = None,
+        filters: Any = None,
+        system: bool = False,
+    ) -> pa.Table:
+        """Read a table (or a version of it) into Arrow on this process."""
+        dtab = self.table(name, version, system=system)
+        try:
+            return dtab.to_pyarrow_table(columns=list(columns) if columns else None, filters=filters)
+        except (DeltaError, OSError, pa.ArrowException) as exc:
+            raise LakeError(f"Cannot read table {name!r}: {exc}") from exc
+
+    def version(self, name: str, *, system: bool = False) -> int:
+        return self.table(name, system=system).version()
+
+    def count(self, name: str, version: VersionRef = None) -> int:
+        dtab = self.table(name, version)
+        actions = dtab.get_add_actions(flatten=True)
+        records = actions.column("num_records").to_pylist() if actions.num_rows else []
+        if all(r is not None for r in records):
+            return int(sum(records))
+        return dtab.count()
+
+    # -- listing and history -------------------------------------------------
+
+    def names(self, *, include_system: bool = False) -> list[str]:
+        """Names of the tables in the lake (namespaces included), sorted."""
+        fs, root = self.storage.filesystem()
+        try:
+            infos = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
+        except OSError as exc:
+            raise LakeError(f"Cannot list the lake at {self.root}: {exc}") from exc
+        found = set()
+        prefix = root.rstrip("/") + "/"
+        for info in infos:
+            if info.type == pafs.FileType.Directory and info.base_name == "_delta_log":
+                rel = info.path[len(prefix) :].rsplit("/_delta_log", 1)[0]
+                if rel and (include_system or not rel.split("/")[0].startswith("_")):
+                    found.add(rel)
+        return sorted(found)
+
+    def list_tables(self, *, include_system: bool = False) -> list[dict[str, Any]]:
+        rows = []
+        for name in self.names(include_system=include_system):
+            dtab = self.table(name, system=True)
+            actions = dtab.get_add_actions(flatten=True)
+            rows.append(
+                {
+                    "table": name,
+                    "version": dtab.version(),
+                    "files": actions.num_rows,
+                    "rows": int(sum(r or 0 for r in actions.column("num_records").to_pylist()))
+                    if actions.num_rows
+                    else 0,
+                    "partition_by": dtab.metadata().partition_columns,
+                }
+            )
+        return rows
+
+    def history(self, name: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """Commits of a table, newest first, with raylake's run id where it wrote them."""
+        try:
+            raw = self.table(name).history(limit)
+        except (DeltaError, OSError) as exc:
+            raise LakeError(f"Cannot read the history of {name!r}: {exc}") from exc
+        out = []
+        for entry in raw:
+            ts = entry.get("timestamp")
+            out.append(
+                {
+                    "version": entry.get("version"),
+                    "timestamp": dt.datetime.fromtimestamp(ts / 1000, dt.timezone.utc)
+                    if ts
+                    else None,
+                    "operation": entry.get("operation"),
+                    "parameters": entry.get("operationParameters", {}),
+                    "metrics": entry.get("operationMetrics", {}),
+                    "run_id": entry.get("raylake.run_id"),
+                    "job": entry.get("raylake.job"),
+                }
+            )
+        return out
+
+    # -- upkeep ----------------------------------------------------------------
+
+    def restore(self, name: str, target: VersionRef) -> dict[str, Any]:
+        """Make ``target`` (a version, tag or timestamp) the latest version again."""
+        dtab = self.table(name)
+        resolved = self.resolve_version(name, target)
+        try:
+            return dict(dtab.restore(resolved))
+        except (DeltaError, OSError, ValueError) as exc:
+            raise LakeError(f"Cannot restore {name!r} to {target!r}: {exc}") from exc
+
+    def optimize(self, name: str, target_size: int | None = None) -> dict[str, Any]:
+        """Compact small files into larger ones (a new version, same rows)."""
+        try:
+            return dict(self.table(name).optimize.compact(target_size=target_size))
+        except (DeltaError, OSError) as exc:
+            raise LakeError(f"Cannot optimize {name!r}: {exc}") from exc
+
+    def vacuum(
+        self,
+        name: str,
+        retention_hours: int | None = None,
+        *,
+        dry_run: bool = False,
+        force: bool = False,
+    ) -> list[str]:
+        """Delete files no version within the retention window needs.
+
+        A retention under the safe default can break running readers and
+        time travel, so it is refused unless ``force`` is given.
+        """
+        hours = SAFE_VACUUM_RETENTION_HOURS if retention_hours is None else retention_hours
+        if hours < 0:
+            raise UnsafeOperationError(f"Vacuum retention {hours} hours is negative; give hours >= 0.")
+        if hours < SAFE_VACUUM_RETENTION_HOURS and not force:
+            raise UnsafeOperationError(
+                f"Vacuum of {name!r} with a retention of {hours} hours is under the safe "
+                f"default of {SAFE_VACUUM_RETENTION_HOURS} hours: running jobs and time travel "
+                "to older versions may break. Pass --force (force=True) if you are sure."
+            )
+        try:
+            return list(
+                self.table(name).vacuum(
+                    retention_hours=hours, dry_run=dry_run, enforce_retention_duration=False
+                )
+            )
+        except (DeltaError, OSError) as exc:
+            raise LakeError(f"Cannot vacuum {name!r}: {exc}") from exc

@@ -1,0 +1,43 @@
+"""Start or join Ray: a local Ray with nothing configured, else the named cluster."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import ray
+
+from raylake.errors import RuntimeConnectError
+
+log = logging.getLogger(__name__)
+
+
+def resolve_address(address: str | None) -> str | None:
+    """``ray.address`` from config wins, then RAY_ADDRESS; None means a new local Ray."""
+    return address or os.environ.get("RAY_ADDRESS") or None
+
+
+def ensure_ray(ray_cfg: Any) -> dict[str, Any]:
+    """Connect this process to Ray once; return what it connected to.
+
+    Inside ``ray job submit`` RAY_ADDRESS is set, so the job joins its cluster.
+    An already initialised Ray (tests, notebooks) is used as it is.
+    """
+    if ray.is_initialized():
+        return {"address": ray.get_runtime_context().gcs_address, "started": False}
+    address = resolve_address(ray_cfg.address)
+    kwargs: dict[str, Any] = {"namespace": ray_cfg.namespace, "log_to_driver": True}
+    if address is None:
+        kwargs.update(num_cpus=ray_cfg.num_cpus, include_dashboard=ray_cfg.include_dashboard)
+    try:
+        ctx = ray.init(address=address, **kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = address or "a new local Ray"
+        raise RuntimeConnectError(
+            f"Cannot start or reach Ray at {where}: {exc}. Check ray.address / RAY_ADDRESS, "
+            "that the cluster is up, and that its auth token is available "
+            "(RAY_AUTH_TOKEN or ~/.ray/auth_token)."
+        ) from exc
+    log.info("ray: %s", "connected to " + address if address else "started a local Ray")
+    return {"address": ctx.address_info.get("gcs_address"), "started": address is None}
