@@ -169,6 +169,18 @@ def _key_hash(columns: dict[str, pa.Array], primary_key: Sequence[str], bad: np.
     n = len(bad)
     if not primary_key or n == 0:
         return pa.nulls(n, pa.uint64())
-    frame = pd.DataFrame({k: columns[k].to_pandas() for k in primary_key})
+    # Hash a null-free, type-stable form of each key column: pandas would turn
+    # an int column with nulls into floats, and the same key would hash apart
+    # in two blocks.
+    frame = pd.DataFrame({k: _hashable(columns[k]) for k in primary_key})
     hashes = pd.util.hash_pandas_object(frame, index=False).to_numpy()
     return pa.array(hashes, type=pa.uint64(), mask=bad)
+
+
+def _hashable(arr: pa.Array) -> np.ndarray:
+    t = arr.type
+    if pa.types.is_integer(t) or pa.types.is_temporal(t) or pa.types.is_boolean(t):
+        return pc.fill_null(arr.cast(pa.int64()), 0).to_numpy()
+    if pa.types.is_floating(t):
+        return pc.fill_null(arr.cast(pa.float64()), 0.0).to_numpy()
+    return pc.fill_null(arr.cast(pa.string()), "").to_numpy(zero_copy_only=False)

@@ -27,7 +27,13 @@ from deltalake.transaction import AddAction
 from raylake.config.schema import IngestConfig, TableConfig, WriteMode
 from raylake.errors import CountMismatchError, IngestError, RaylakeError
 from raylake.ingest import cast as C
-from raylake.ingest.sources import RawRowsDatasource, fingerprint, list_files, source_spec
+from raylake.ingest.sources import (
+    RawRowsDatasource,
+    fingerprint,
+    list_files,
+    source_spec,
+    with_format,
+)
 from raylake.ingest.types import column_specs, declared_schema
 from raylake.ingest.writer import QUARANTINE_SCHEMA, WriteTarget, good_rows, row_ids, write_block
 from raylake.lake.commit import already_committed, commit_files, merge_rows
@@ -77,6 +83,7 @@ def ingest_table(
     t0 = time.perf_counter()
     spec = source_spec(tcfg.source, lake.storage.options)
     files = list_files(spec)
+    spec = with_format(spec, files)
     layout = json.dumps(
         {"table": name, "schema": str(schema), "pk": list(tcfg.primary_key), "mode": mode,
          "partition_by": list(tcfg.partition_by)}, sort_keys=True)
@@ -230,15 +237,15 @@ def _find_duplicates(cast: ray.data.Dataset, primary_key: list[str]) -> np.ndarr
     def candidate_rows(block: pa.Table) -> pa.Table:
         mask = pc.is_in(block.column(C.KEY), value_set=candidates)
         rows = block.filter(pc.fill_null(mask, False))
-        return rows.select(primary_key).append_column("id", pa.array(row_ids(rows)))
+        return rows.select(primary_key).append_column("_rl_id", pa.array(row_ids(rows)))
 
     rows = pa.concat_tables(ray.get(cast.map_batches(
         candidate_rows, batch_format="pyarrow", batch_size=None, num_cpus=0.25).to_arrow_refs()))
-    frame = rows.to_pandas().sort_values("id", kind="stable")
-    first = frame.groupby(primary_key, dropna=False, sort=False)["id"].transform("first")
-    dup = frame["id"] != first
+    frame = rows.to_pandas().sort_values("_rl_id", kind="stable")
+    first = frame.groupby(primary_key, dropna=False, sort=False)["_rl_id"].transform("first")
+    dup = frame["_rl_id"] != first
     out = np.empty(int(dup.sum()), DUP_DTYPE)
-    out["row_id"] = frame.loc[dup, "id"].to_numpy()
+    out["row_id"] = frame.loc[dup, "_rl_id"].to_numpy()
     out["first_row"] = first[dup].to_numpy()
     return out
 

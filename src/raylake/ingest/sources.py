@@ -56,14 +56,20 @@ class CsvOptions:
 @dataclass(frozen=True)
 class SourceSpec:
     path: str
-    format: str
+    format: str | None
     csv: CsvOptions = field(default_factory=CsvOptions)
     storage_options: tuple[tuple[str, str], ...] = ()
 
 
 def source_spec(cfg, storage_options: dict[str, str] | None = None) -> SourceSpec:
-    fmt = cfg.format or infer_format(cfg.path)
-    if fmt not in FORMATS:
+    """How to read a source; the format of a folder or glob is set from its files."""
+    fmt = cfg.format
+    if fmt is None and not cfg.path.rstrip("/").endswith(("*",)):
+        try:
+            fmt = infer_format(cfg.path)
+        except SourceError:
+            fmt = None  # a folder: decided by with_format() once the files are known
+    if fmt is not None and fmt not in FORMATS:
         raise SourceError(f"Source format {fmt!r} of {cfg.path!r} is not one of {FORMATS}; set source.format.")
     csv = CsvOptions(
         delimiter=cfg.csv.delimiter,
@@ -72,6 +78,19 @@ def source_spec(cfg, storage_options: dict[str, str] | None = None) -> SourceSpe
         encoding=cfg.csv.encoding,
     )
     return SourceSpec(cfg.path, fmt, csv, tuple(sorted((storage_options or {}).items())))
+
+
+def with_format(spec: SourceSpec, files: Sequence[SourceFile]) -> SourceSpec:
+    """Set the format of a folder or glob source from its files (all must agree)."""
+    if spec.format is not None:
+        return spec
+    formats = {infer_format(f.path) for f in files}
+    if len(formats) != 1:
+        raise SourceError(
+            f"Source {spec.path!r} mixes formats {sorted(formats)}; point it at one format "
+            "with a glob (e.g. '*.csv') or set source.format."
+        )
+    return SourceSpec(spec.path, formats.pop(), spec.csv, spec.storage_options)
 
 
 def infer_format(path: str) -> str:

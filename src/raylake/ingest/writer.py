@@ -135,11 +135,23 @@ def _quarantine_rows(rejected: pa.Table, target: WriteTarget) -> pa.Table:
             "source_row": rejected.column(ROW).cast(pa.int64()),
             "reason": rejected.column(ERROR),
             "column": rejected.column(COLUMN),
-            "raw": rejected.column(RAW),
+            "raw": _raw_or_values(rejected, target.columns),
             "quarantined_at": pa.array([dt.datetime.now(dt.timezone.utc)] * n,
                                        pa.timestamp("us", tz="UTC")),
         },
         schema=QUARANTINE_SCHEMA,
+    )
+
+
+def _raw_or_values(rejected: pa.Table, columns: Sequence[str]) -> pa.Array:
+    """The raw source values; for rows that failed after the cast (duplicates), the typed ones."""
+    raw = rejected.column(RAW).to_pylist()
+    if all(r is not None for r in raw):
+        return pa.array(raw, pa.string())
+    rows = rejected.select(list(columns)).to_pylist()
+    return pa.array(
+        [r if r is not None else json.dumps(rows[i], default=str) for i, r in enumerate(raw)],
+        pa.string(),
     )
 
 

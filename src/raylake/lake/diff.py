@@ -54,8 +54,9 @@ def diff_versions(lake: Lake, name: str, v1: VersionRef, v2: VersionRef, sample:
     common = [c for c in new_types if c in old_types and c not in result.changed_types]
 
     old_files, new_files = _files(old), _files(new)
-    removed_rows = _read_files(old, old_files - new_files, common)
-    added_rows = _read_files(new, new_files - old_files, common)
+    fs = lake.arrow_filesystem(name)
+    removed_rows = _read_files(old, old_files - new_files, common, fs)
+    added_rows = _read_files(new, new_files - old_files, common, fs)
     added, removed = _multiset_difference(added_rows, removed_rows)
     result.rows_added, result.rows_removed = len(added), len(removed)
     result.added_sample = added.head(sample).to_dict("records")
@@ -68,10 +69,10 @@ def _files(dtab: DeltaTable) -> set[str]:
     return set(actions.column("path").to_pylist()) if actions.num_rows else set()
 
 
-def _read_files(dtab: DeltaTable, paths: set[str], columns: list[str]) -> pd.DataFrame:
+def _read_files(dtab: DeltaTable, paths: set[str], columns: list[str], fs) -> pd.DataFrame:
     if not paths:
         return pd.DataFrame({c: [] for c in columns})
-    dataset = dtab.to_pyarrow_dataset()
+    dataset = dtab.to_pyarrow_dataset(filesystem=fs)
     wanted = [
         frag
         for frag in dataset.get_fragments()

@@ -1,0 +1,49 @@
+"""Shared fixtures: one Ray for the whole session, a fresh lake per test."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray for every test that needs it (Ray start costs seconds)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, namespace="raylake-tests",
+                 log_to_driver=False)
+    import ray.data
+
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def lake(tmp_path):
+    from raylake.lake import Lake, Storage
+
+    return Lake(Storage.from_config(str(tmp_path / "lake")))
+
+
+@pytest.fixture
+def ray_address(ray_session) -> str:
+    """The session Ray's GCS address, for subprocesses that should join it."""
+    return ray_session.get_runtime_context().gcs_address
+
+
+def subprocess_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), env.get("PYTHONPATH", "")])
+    env.pop("RAY_ADDRESS", None)
+    return env
+
+
+PYTHON = sys.executable
