@@ -17,7 +17,7 @@ def ray_session():
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, namespace="raylake-tests",
+        ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="raylake-tests",
                  log_to_driver=False)
     import ray.data
 

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import textwrap
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -47,33 +48,29 @@ def ray_head():
     proc = subprocess.Popen(
         [RAY_CLI, "start", "--head", "--block", f"--port={gcs}", "--num-cpus=2",
          "--include-dashboard=true", f"--dashboard-port={dash}", "--dashboard-host=127.0.0.1",
-         f"--ray-client-server-port={free_port()}", "--disable-usage-stats"],
+         f"--ray-client-server-port={free_port()}", "--disable-usage-stats",
+         # The session's own Ray holds the default agent ports on this machine.
+         f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+         f"--runtime-env-agent-port={free_port()}", f"--metrics-export-port={free_port()}"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
     )
     url = f"http://127.0.0.1:{dash}"
-    saved = os.environ.get("RAY_AUTH_MODE")
-    os.environ["RAY_AUTH_MODE"] = "token"
     try:
-        from ray.job_submission import JobSubmissionClient
-
         deadline = time.time() + 120
-        client = None
+        last = ""
         while time.time() < deadline:
             if proc.poll() is not None:
                 raise RuntimeError(f"ray start failed: {proc.stderr.read().decode()[-2000:]}")
-            try:
-                client = JobSubmissionClient(url)
-                client.list_jobs()
+            probe = subprocess.run([RAY_CLI, "job", "list", "--address", url], env=env,
+                                   capture_output=True, text=True, timeout=60)
+            if probe.returncode == 0:
                 break
-            except Exception:  # noqa: BLE001 - the dashboard is still starting
-                time.sleep(1)
-        assert client is not None, "the head's Jobs API did not come up in 120 s"
-        yield client
-    finally:
-        if saved is None:
-            os.environ.pop("RAY_AUTH_MODE", None)
+            last = probe.stderr[-1000:]
+            time.sleep(1)
         else:
-            os.environ["RAY_AUTH_MODE"] = saved
+            raise AssertionError(f"the head's Jobs API did not come up in 120 s: {last}")
+        yield url
+    finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=60)
@@ -82,22 +79,22 @@ def ray_head():
 
 
 def test_ray_job_submit_to_a_real_head(ray_head, tmp_path):
-    from ray.job_submission import JobStatus
-
+    """What a user runs from a laptop: `ray job submit --working-dir . -- python jobs/...`."""
     root = tmp_path / "lake"
-    job_id = ray_head.submit_job(
-        entrypoint=f"python jobs/ingest.py dataset=nycflights13_airlines lake.root={root}",
-        runtime_env={"working_dir": str(REPO),
-                     "excludes": [".venv", ".git", "lake", "*.parquet", "__pycache__"]},
+    env = cluster_env()
+    job_id = f"raylake-test-{uuid.uuid4().hex[:8]}"
+    submit = subprocess.run(
+        [RAY_CLI, "job", "submit", "--address", ray_head, "--submission-id", job_id,
+         "--working-dir", ".", "--runtime-env-json",
+         json.dumps({"excludes": [".venv", ".git", "lake", "__pycache__"]}),
+         "--", "python", "jobs/ingest.py", "dataset=nycflights13_airlines", f"lake.root={root}"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=400,
     )
-    deadline = time.time() + 300
-    status = ray_head.get_job_status(job_id)
-    while status not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED} and time.time() < deadline:
-        time.sleep(1)
-        status = ray_head.get_job_status(job_id)
-    logs = ray_head.get_job_logs(job_id)
-    assert status == JobStatus.SUCCEEDED, logs[-3000:]
-    assert "airlines: read 16 = written 16 + quarantined 0" in logs
+    status = subprocess.run([RAY_CLI, "job", "status", "--address", ray_head, job_id], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert submit.returncode == 0, (submit.stdout[-3000:], submit.stderr[-3000:])
+    assert "succeeded" in status.stdout.lower(), status.stdout
+    assert "airlines: read 16 = written 16 + quarantined 0" in submit.stdout
 
     from raylake.lake import Lake, Storage, list_runs
 

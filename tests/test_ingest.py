@@ -63,7 +63,8 @@ def test_quarantine_each_kind_of_bad_row(ray_session, lake, tmp_path):
     assert "malformed CSV line" in bad[3]["reason"] and bad[3]["raw"] == "3,carol,1.0"
     assert bad[4]["reason"] == "null in non-nullable column 'user'" and bad[4]["column"] == "user"
     assert "malformed CSV line" in bad[5]["reason"]
-    assert bad[6]["reason"].startswith("duplicate primary key (first seen at record 1)")
+    assert bad[6]["reason"].startswith("duplicate primary key (first seen at ")
+    assert bad[6]["reason"].endswith("bad.csv record 1)") and bad[6]["column"] == "id"
     assert json.loads(bad[6]["raw"])["user"] == "erin"
     assert bad[7]["reason"] == "null in primary-key column 'id'"
     assert bad[8]["column"] == "ts"
@@ -205,3 +206,25 @@ def test_partitioned_table_and_file_stats(ray_session, lake, tmp_path):
     got = lake.read("events", filters=[("id", ">=", 50)])
     assert sorted(got.column("id").to_pylist()) == list(range(50, 60))
     assert set(got.column("user").to_pylist()) <= {f"u{i}" for i in range(7)}
+
+
+def test_repeated_keys_across_files_in_a_partitioned_table(ray_session, lake, tmp_path):
+    folder = tmp_path / "src"
+    write_events_csv(folder / "a.csv", events(0, 40))
+    # b repeats ids 10..19 (same user partitions) with other amounts, plus new ids.
+    repeats = [(i, f"u{i % 7}", 999.0, "2024-03-01T00:00:00Z") for i in range(10, 20)]
+    write_events_csv(folder / "b.csv", repeats + events(40, 5))
+    cfg = table_config(folder, EVENTS_COLUMNS, primary_key=("id", "user"), partition_by=("user",))
+    res = ingest_table(lake, "events", cfg, run_id="dups")
+    assert (res.rows_read, res.rows_written, res.rows_quarantined, res.duplicates) == (55, 45, 10, 10)
+    table = lake.read("events")
+    assert sorted(table.column("id").to_pylist()) == list(range(45))
+    assert 999.0 not in table.column("amount").to_pylist()  # the first occurrence wins
+    bad = quarantine(lake)
+    assert {r["source_row"] for r in bad} == set(range(1, 11))
+    assert all(r["source_file"].endswith("b.csv") and "a.csv record" in r["reason"] for r in bad)
+    raw = json.loads(bad[0]["raw"])
+    assert raw["amount"] == 999.0 and raw["user"] == "u3"
+    # The rewritten files still carry correct statistics and partition values.
+    actions = lake.table("events").get_add_actions(flatten=True)
+    assert sum(actions.column("num_records").to_pylist()) == 45

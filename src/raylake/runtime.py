@@ -14,7 +14,10 @@ log = logging.getLogger(__name__)
 
 
 def resolve_address(address: str | None) -> str | None:
-    """``ray.address`` from config wins, then RAY_ADDRESS; None means a new local Ray."""
+    """``ray.address`` from config wins, then RAY_ADDRESS; None means a new local Ray.
+
+    ``auto`` joins a cluster started on this machine with ``ray start``.
+    """
     return address or os.environ.get("RAY_ADDRESS") or None
 
 
@@ -29,9 +32,11 @@ def ensure_ray(ray_cfg: Any) -> dict[str, Any]:
     address = resolve_address(ray_cfg.address)
     kwargs: dict[str, Any] = {"namespace": ray_cfg.namespace, "log_to_driver": True}
     if address is None:
+        # "local" always starts a new Ray; a cluster left running on this
+        # machine by `ray start` is joined only when asked (ray.address=auto).
         kwargs.update(num_cpus=ray_cfg.num_cpus, include_dashboard=ray_cfg.include_dashboard)
     try:
-        ctx = ray.init(address=address, **kwargs)
+        ctx = ray.init(address=address or "local", **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = address or "a new local Ray"
         raise RuntimeConnectError(

@@ -38,9 +38,11 @@ class RayConfig:
     num_cpus: Optional[int] = None
     include_dashboard: bool = False
     namespace: str = "raylake"
-    # CPUs reserved by each Ray Data task of raylake's pipelines. Fractions let
-    # the read, transform and write stages run side by side on a small machine.
-    data_task_cpus: float = 0.5
+    # CPUs reserved by each Ray Data task of raylake's pipelines. Ingestion
+    # fuses read, cast and write into one task per file: a whole CPU each runs
+    # fastest (measured by benchmarks/ingest.py); a fraction shares the CPU
+    # with actors or Serve replicas on a small machine.
+    data_task_cpus: float = 1.0
 
 
 @dataclass

@@ -145,7 +145,7 @@ def _parse_time(arr: pa.Array, spec: ColumnSpec) -> pa.Array:
 
 
 def _optional_strings(block: pa.Table, name: str, n: int) -> np.ndarray:
-    if name in block.column_names:
+    if name in block.column_names and block.column(name).null_count < n:
         return np.array(block.column(name).to_pylist(), dtype=object)
     return np.full(n, None, dtype=object)
 

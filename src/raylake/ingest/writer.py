@@ -1,29 +1,30 @@
 """Write a block's good rows and its quarantined rows as Parquet files.
 
-Runs in Ray Data tasks. Files land under the table's folder with unique
-names and stay invisible until the driver commits them; a crashed or retried
-task leaves only uncommitted files, which ``raylake lake vacuum`` removes.
-Each task returns one row per file written (path, size, partition values,
-Delta statistics) and one ``block`` row with the number of rows it saw.
+Runs in Ray Data tasks. Files land under the table's folder (or a staging
+folder for merges) with unique names and stay invisible until the driver
+commits them; a crashed or retried task leaves only uncommitted files, which
+``raylake lake vacuum`` removes. Each task returns one row per file written
+(path, size, partition values, Delta statistics), and one ``keys`` row that
+maps every good row's primary-key hash to the file and position it went to,
+so the driver can find repeated keys without another pass over the data.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import posixpath
 import urllib.parse
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pds
-import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
-from raylake.ingest.cast import COLUMN, ERROR, FILE, RAW, ROW
+from raylake.ingest.cast import COLUMN, ERROR, FILE, KEY, RAW, ROW
 from raylake.lake.storage import Storage
 
 QUARANTINE_SCHEMA = pa.schema(
@@ -41,17 +42,25 @@ QUARANTINE_SCHEMA = pa.schema(
 
 RESULT_SCHEMA = pa.schema(
     [
-        ("kind", pa.string()),  # data | quarantine | block
-        ("path", pa.string()),
+        ("kind", pa.string()),  # data | quarantine | keys
+        ("path", pa.string()),  # relative to the folder written
         ("size", pa.int64()),
         ("partition_values", pa.string()),
         ("stats", pa.string()),
-        ("rows", pa.int64()),
+        ("rows", pa.int64()),  # rows in the file; for "keys": rows the block had
         ("node", pa.string()),
+        ("keys", pa.binary()),  # "keys" rows: Arrow IPC of KEYS_SCHEMA
     ]
 )
 
-_HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
+# One row per good row of a block: its key hash, its id (file index << 40 |
+# record number), and where it was written (nth data file of the block, row).
+KEYS_SCHEMA = pa.schema(
+    [("h", pa.uint64()), ("rid", pa.int64()), ("file", pa.int32()), ("pos", pa.int32())]
+)
+
+HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
+RID_BITS = 40
 
 
 @dataclass(frozen=True)
@@ -59,83 +68,85 @@ class WriteTarget:
     """Where and how one ingestion run writes (picklable, sent to every task)."""
 
     storage: Storage
+    data_dir: str  # relative to the lake root: the table, or a staging folder
+    quarantine_dir: str
     table: str
-    quarantine: str
     columns: tuple[str, ...]
     partition_by: tuple[str, ...]
     run_id: str
     source_files: tuple[str, ...]
-    write_data: bool = True
     fail_after_write: bool = False
 
 
-def write_block(block: pa.Table, target: WriteTarget, duplicates: np.ndarray) -> pa.Table:
+@dataclass
+class WrittenFile:
+    path: str
+    size: int
+    partition_values: dict[str, str | None]
+    stats: dict
+    rows: int
+    positions: np.ndarray  # block row index of each row in the file, in file order
+
+
+def write_block(block: pa.Table, target: WriteTarget) -> pa.Table:
     """Split a cast block into good and bad rows and write each as Parquet."""
     import ray
 
     node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
-    bad = block.column(ERROR).is_valid()
-    if len(duplicates):
-        bad = _mark_duplicates(block, bad, duplicates)
-        block = block.set_column(block.schema.get_field_index(ERROR), ERROR, _dup_reasons(block, duplicates))
-    results: list[dict] = [
-        {"kind": "block", "path": None, "size": 0, "partition_values": None, "stats": None,
-         "rows": block.num_rows, "node": node}
-    ]
-    good = block.filter(pc.invert(bad)).select(list(target.columns))
-    rejected = block.filter(bad)
-    if target.write_data and good.num_rows:
-        results += _write(good, target.storage, target.table, target.partition_by, "data", node)
-    if rejected.num_rows:
-        results += _write(_quarantine_rows(rejected, target), target.storage, target.quarantine,
-                          (), "quarantine", node)
+    bad = block.column(ERROR).is_valid().to_numpy(zero_copy_only=False)
+    good_idx = np.flatnonzero(~bad)
+    good = block.select(list(target.columns))
+    if bad.any():
+        good = good.take(good_idx)
+    results: list[dict] = []
+    key_parts: list[pa.Table] = []
+    if good.num_rows:
+        files = write_files(good, target.storage, target.data_dir, target.partition_by)
+        keyed = block.column(KEY).null_count < block.num_rows  # tables with a primary key
+        rids = row_ids(block)[good_idx]
+        hashes = pc.fill_null(block.column(KEY), 0).to_numpy()[good_idx]
+        for n, f in enumerate(files):
+            results.append(_result("data", f, node))
+            if keyed:
+                key_parts.append(pa.table({
+                    "h": pa.array(hashes[f.positions], pa.uint64()),
+                    "rid": pa.array(rids[f.positions], pa.int64()),
+                    "file": pa.array(np.full(f.rows, n, np.int32)),
+                    "pos": pa.array(np.arange(f.rows, dtype=np.int32)),
+                }, schema=KEYS_SCHEMA))
+    if bad.any():
+        rejected = quarantine_rows(block.filter(pa.array(bad)), target.run_id, target.table,
+                                   target.source_files)
+        for f in write_files(rejected, target.storage, target.quarantine_dir, ()):
+            results.append(_result("quarantine", f, node))
+    keys = pa.concat_tables(key_parts) if key_parts else KEYS_SCHEMA.empty_table()
+    results.append({"kind": "keys", "rows": block.num_rows, "node": node, "keys": _ipc(keys)})
     if target.fail_after_write:
         raise RuntimeError("injected failure after writing files (ingest.inject_failure=write)")
     return pa.Table.from_pylist(results, schema=RESULT_SCHEMA)
-
-
-def good_rows(block: pa.Table, columns: Sequence[str], duplicates: np.ndarray) -> pa.Table:
-    """The rows of a cast block that pass every check (for merge writes)."""
-    bad = block.column(ERROR).is_valid()
-    if len(duplicates):
-        bad = _mark_duplicates(block, bad, duplicates)
-    return block.filter(pc.invert(bad)).select(list(columns))
 
 
 def row_ids(block: pa.Table) -> np.ndarray:
     """One int64 per row: file index in the high bits, record number in the low."""
     files = block.column(FILE).to_numpy().astype(np.int64)
     rows = block.column(ROW).to_numpy().astype(np.int64)
-    return (files << 40) | rows
+    return (files << RID_BITS) | rows
 
 
-def _mark_duplicates(block: pa.Table, bad: pa.Array, duplicates: np.ndarray) -> pa.Array:
-    is_dup = np.isin(row_ids(block), duplicates["row_id"])
-    return pc.or_(bad, pa.array(is_dup))
-
-
-def _dup_reasons(block: pa.Table, duplicates: np.ndarray) -> pa.Array:
-    ids = row_ids(block)
-    first = dict(zip(duplicates["row_id"].tolist(), duplicates["first_row"].tolist()))
-    reasons = block.column(ERROR).to_pylist()
-    for i, rid in enumerate(ids.tolist()):
-        if reasons[i] is None and rid in first:
-            reasons[i] = f"duplicate primary key (first seen at record {first[rid] & ((1 << 40) - 1)})"
-    return pa.array(reasons, pa.string())
-
-
-def _quarantine_rows(rejected: pa.Table, target: WriteTarget) -> pa.Table:
+def quarantine_rows(rejected: pa.Table, run_id: str, table: str, source_files: Sequence[str],
+                    raw: Sequence[str | None] | None = None) -> pa.Table:
+    """Rows of the quarantine table for rows that failed a check."""
     n = rejected.num_rows
     files = rejected.column(FILE).to_pylist()
     return pa.table(
         {
-            "run_id": pa.array([target.run_id] * n, pa.string()),
-            "table": pa.array([target.table] * n, pa.string()),
-            "source_file": pa.array([target.source_files[i] for i in files], pa.string()),
+            "run_id": pa.array([run_id] * n, pa.string()),
+            "table": pa.array([table] * n, pa.string()),
+            "source_file": pa.array([source_files[i] for i in files], pa.string()),
             "source_row": rejected.column(ROW).cast(pa.int64()),
             "reason": rejected.column(ERROR),
             "column": rejected.column(COLUMN),
-            "raw": _raw_or_values(rejected, target.columns),
+            "raw": rejected.column(RAW) if raw is None else pa.array(raw, pa.string()),
             "quarantined_at": pa.array([dt.datetime.now(dt.timezone.utc)] * n,
                                        pa.timestamp("us", tz="UTC")),
         },
@@ -143,95 +154,66 @@ def _quarantine_rows(rejected: pa.Table, target: WriteTarget) -> pa.Table:
     )
 
 
-def _raw_or_values(rejected: pa.Table, columns: Sequence[str]) -> pa.Array:
-    """The raw source values; for rows that failed after the cast (duplicates), the typed ones."""
-    raw = rejected.column(RAW).to_pylist()
-    if all(r is not None for r in raw):
-        return pa.array(raw, pa.string())
-    rows = rejected.select(list(columns)).to_pylist()
-    return pa.array(
-        [r if r is not None else json.dumps(rows[i], default=str) for i, r in enumerate(raw)],
-        pa.string(),
-    )
+def decode_keys(data: bytes) -> pa.Table:
+    with pa.ipc.open_stream(data) as reader:
+        return reader.read_all()
 
 
-def _write(table: pa.Table, storage: Storage, name: str, partition_by: Sequence[str], kind: str,
-           node: str) -> list[dict]:
+def write_files(table: pa.Table, storage: Storage, folder: str,
+                partition_by: Sequence[str]) -> list[WrittenFile]:
+    """Write ``table`` under ``folder`` (hive-partitioned), one file per partition.
+
+    Rows keep their order inside each file, so a row's position is known and a
+    file can later be rewritten without one of them.
+    """
     fs, root = storage.filesystem()
-    base = posixpath.join(root, name) if not storage.local else f"{root}/{name}"
-    partitioning = (
-        pds.partitioning(table.select(list(partition_by)).schema, flavor="hive")
-        if partition_by else None
-    )
-    written: list[dict] = []
-
-    def visit(f: pds.WrittenFile) -> None:
-        rel = posixpath.relpath(f.path.lstrip("/"), base.lstrip("/"))
-        written.append(
-            {
-                "kind": kind,
-                "path": rel,
-                "size": f.size,
-                "partition_values": json.dumps(_partition_values(rel, partition_by)),
-                "stats": json.dumps(_stats(f.metadata)),
-                "rows": f.metadata.num_rows,
-                "node": node,
-            }
+    base = f"{root.rstrip('/')}/{folder}"
+    if partition_by:
+        frame = table.select(list(partition_by)).to_pandas()
+        groups = frame.groupby(list(partition_by), dropna=False, sort=True).indices
+        data = table.drop_columns(list(partition_by))
+        parts = []
+        for key, idx in groups.items():
+            values = key if isinstance(key, tuple) else (key,)
+            pv = {c: _partition_text(v) for c, v in zip(partition_by, values)}
+            parts.append((pv, np.asarray(idx)))
+    else:
+        data = table
+        parts = [({}, np.arange(table.num_rows))]
+    out = []
+    for pv, idx in parts:
+        subdir = "/".join(
+            f"{c}={urllib.parse.quote(HIVE_NULL if v is None else v, safe='')}" for c, v in pv.items()
         )
-
-    pds.write_dataset(
-        table,
-        base_dir=base,
-        filesystem=fs,
-        format="parquet",
-        partitioning=partitioning,
-        basename_template=f"part-{uuid.uuid4().hex}-{{i}}.parquet",
-        existing_data_behavior="overwrite_or_ignore",
-        file_visitor=visit,
-        create_dir=isinstance(fs, pafs.LocalFileSystem),
-        max_rows_per_group=1 << 20,
-    )
-    return written
+        rel = f"{subdir}/part-{uuid.uuid4().hex}.parquet" if subdir else f"part-{uuid.uuid4().hex}.parquet"
+        chunk = data if len(idx) == table.num_rows and not partition_by else data.take(pa.array(idx))
+        full = f"{base}/{rel}"
+        fs.create_dir(full.rsplit("/", 1)[0], recursive=True)
+        with fs.open_output_stream(full) as sink:
+            pq.write_table(chunk, sink, compression="snappy")
+        size = fs.get_file_info(full).size
+        out.append(WrittenFile(rel, size, pv, file_stats(chunk), chunk.num_rows, idx))
+    return out
 
 
-def _partition_values(rel: str, partition_by: Sequence[str]) -> dict[str, str | None]:
-    values: dict[str, str | None] = {}
-    for part in rel.split("/")[:-1]:
-        key, _, value = part.partition("=")
-        if key in partition_by:
-            value = urllib.parse.unquote(value)
-            values[key] = None if value == _HIVE_NULL else value
-    return values
-
-
-def _stats(meta) -> dict:
-    """Delta file statistics from the Parquet footer (numRecords, nulls, min/max)."""
+def file_stats(table: pa.Table) -> dict:
+    """Delta file statistics: numRecords, nullCount, and min/max where exact."""
     nulls: dict[str, int] = {}
     mins: dict[str, object] = {}
     maxs: dict[str, object] = {}
-    schema = meta.schema.to_arrow_schema()
-    for j, fld in enumerate(schema):
-        null_total, lo, hi, ok = 0, None, None, True
-        for g in range(meta.num_row_groups):
-            st = meta.row_group(g).column(j).statistics
-            if st is None:
-                ok = False
-                break
-            null_total += st.null_count or 0
-            if st.has_min_max:
-                lo = st.min if lo is None else min(lo, st.min)
-                hi = st.max if hi is None else max(hi, st.max)
-        if not ok:
+    for name, col in zip(table.column_names, table.columns):
+        nulls[name] = col.null_count
+        t = col.type
+        if col.null_count == len(col) or not (
+            pa.types.is_integer(t) or pa.types.is_string(t) or pa.types.is_date(t)
+            or pa.types.is_timestamp(t)
+        ):
             continue
-        nulls[fld.name] = null_total
-        t = fld.type
-        if lo is None or not (pa.types.is_integer(t) or pa.types.is_string(t)
-                              or pa.types.is_date(t) or pa.types.is_timestamp(t)):
-            continue
-        lo_v, hi_v = _stat_value(lo, t), _stat_value(hi, t)
-        if lo_v is not None and hi_v is not None:
-            mins[fld.name], maxs[fld.name] = lo_v, hi_v
-    return {"numRecords": meta.num_rows, "minValues": mins, "maxValues": maxs, "nullCount": nulls}
+        mm = pc.min_max(col)
+        lo, hi = _stat_value(mm["min"].as_py(), t), _stat_value(mm["max"].as_py(), t)
+        if lo is not None and hi is not None:
+            mins[name], maxs[name] = lo, hi
+    return {"numRecords": table.num_rows, "minValues": mins, "maxValues": maxs, "nullCount": nulls}
 
 
 def _stat_value(value, t: pa.DataType):
@@ -246,3 +228,30 @@ def _stat_value(value, t: pa.DataType):
     if pa.types.is_date(t):
         return value.isoformat()
     return value
+
+
+def _partition_text(value) -> str | None:
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NaT:
+        return None
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value)).lower()
+    if isinstance(value, (np.integer,)):
+        return str(int(value))
+    return str(value)
+
+
+def _result(kind: str, f: WrittenFile, node: str) -> dict:
+    return {
+        "kind": kind, "path": f.path, "size": f.size,
+        "partition_values": json.dumps(f.partition_values), "stats": json.dumps(f.stats),
+        "rows": f.rows, "node": node, "keys": None,
+    }
+
+
+def _ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
