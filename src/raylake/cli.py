@@ -29,6 +29,8 @@ class Job:
 # Jobs are looked up by name and imported only when run.
 JOBS: dict[str, Job] = {
     "ingest": Job("raylake.ingest.job:run", "ingest a dataset's tables into the lake (Ray Data -> Delta)"),
+    "profile": Job("raylake.quality.jobs:profile", "profile a table version with whylogs actors"),
+    "drift": Job("raylake.quality.jobs:drift", "compare two selections or versions of a table"),
 }
 ADMIN = {
     "lake": "list tables, history, tags, diff, restore, optimize, vacuum",
@@ -36,6 +38,27 @@ ADMIN = {
 }
 
 _OVERRIDE = re.compile(r"^[+~]{0,2}[A-Za-z_][\w.\-/@]*=")
+
+# Short names for keys whose values are row selections ("month in [1]"): the
+# shell has already removed the user's quotes, so they are quoted again for
+# Hydra, which would otherwise read the brackets as a list.
+_SELECTIONS = {
+    "reference": "drift.reference",
+    "current": "drift.current",
+    "drift.reference": "drift.reference",
+    "drift.current": "drift.current",
+}
+
+
+def _quote_selections(args: Sequence[str]) -> list[str]:
+    out = []
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if sep and key in _SELECTIONS and not value.startswith(("'", '"')):
+            escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+            arg = f"{_SELECTIONS[key]}='{escaped}'"
+        out.append(arg)
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -96,6 +119,7 @@ def run_job(job: str, args: Sequence[str]) -> int:
     from raylake.config.loader import CONF_DIR, CONFIG_NAME, check_overrides
     from raylake.config.schema import register_configs
 
+    args = _quote_selections(args)
     try:
         check_overrides([a for a in args if _OVERRIDE.match(a)])
     except RaylakeError as exc:

@@ -114,11 +114,50 @@ class IngestConfig:
 
 
 @dataclass
+class ProfileConfig:
+    # Profile each ingested table version in the same pass (stored in _profiles).
+    on_ingest: bool = True
+    # Also keep one profile per value of this column (e.g. origin).
+    segment_by: Optional[str] = None
+    actors: int = 2
+    actor_cpus: float = 0.5
+    batch_rows: int = 100_000
+
+
+@dataclass
+class DriftThreshold:
+    # ks, hellinger, psi (numeric); js, chi2_pvalue, hellinger, psi (categorical).
+    metric: Optional[str] = None
+    threshold: Optional[float] = None
+
+
+@dataclass
+class DriftConfig:
+    # Selections of rows ("month in [1]") and/or versions (int or tag) to compare.
+    reference: Optional[str] = None
+    current: Optional[str] = None
+    reference_version: Optional[str] = None
+    current_version: Optional[str] = None
+    columns: list[str] = field(default_factory=list)
+    thresholds: dict[str, DriftThreshold] = field(default_factory=dict)
+    # The dataset drifts when at least this share of its columns drifted.
+    dataset_share: float = 0.3
+
+
+@dataclass
 class RaylakeConfig:
     lake: LakeConfig = field(default_factory=LakeConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    profile: ProfileConfig = field(default_factory=ProfileConfig)
+    drift: DriftConfig = field(default_factory=DriftConfig)
+    # The table (and version: an int, a tag or an ISO timestamp) a job reads,
+    # for jobs over one table: profile, drift, validate, quality report.
+    table: Optional[str] = None
+    version: Optional[str] = None
+    # Where reports are written; None: <lake.root>/_reports.
+    output_dir: Optional[str] = None
     # Set by the CLI: the job being run.
     job: str = "ingest"
 

@@ -1,0 +1,7 @@
+"""Data quality: profiles (whylogs behind raylake's interface), drift, constraints."""
+
+from raylake.quality.drift import ColumnDrift, DriftReport, compare
+from raylake.quality.profile import ColumnSummary, Profile
+from raylake.quality.selection import parse_selection
+
+__all__ = ["ColumnDrift", "ColumnSummary", "DriftReport", "Profile", "compare", "parse_selection"]

@@ -1,0 +1,111 @@
+"""Quality jobs: profile a table version, compare two selections or versions for drift."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import ray
+from omegaconf import DictConfig, OmegaConf
+
+from raylake.config.loader import to_config
+from raylake.config.schema import RaylakeConfig
+from raylake.errors import ConfigError
+from raylake.lake.runs import RunRecorder
+from raylake.lake.tables import Lake
+from raylake.quality.drift import DriftReport, compare
+from raylake.quality.profile import Profile
+from raylake.quality.profiler import WHOLE, profile_dataset
+from raylake.quality.selection import parse_selection
+from raylake.quality.store import save_profiles
+from raylake.runtime import ensure_ray
+
+
+def _setup(cfg: DictConfig | RaylakeConfig, job: str) -> tuple[RaylakeConfig, dict, Lake]:
+    conf = to_config(cfg)
+    resolved = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else {}
+    if not conf.table:
+        raise ConfigError(f"The {job} job needs a table: add table=<name> (see `raylake lake list`).")
+    lake = Lake.from_config(conf.lake)
+    ensure_ray(conf.ray)
+    return conf, resolved, lake
+
+
+def table_dataset(lake: Lake, table: str, version: Any = None) -> tuple[ray.data.Dataset, int]:
+    """A Ray Dataset over one table version (partition columns included)."""
+    dtab = lake.table(table, version)
+    ds = ray.data.read_delta(dtab.table_uri, version=dtab.version(),
+                             storage_options=lake.storage.delta_options())
+    return ds, dtab.version()
+
+
+def profile_table(lake: Lake, table: str, version: Any, conf: RaylakeConfig,
+                  selection: str | None = None, segment_by: str | None = None) -> tuple[dict[str, Profile], int]:
+    ds, resolved = table_dataset(lake, table, version)
+    expr = parse_selection(selection) if selection else None
+    p = conf.profile
+    profiles = profile_dataset(ds, segment_by=segment_by, selection=expr, actors=p.actors,
+                               actor_cpus=p.actor_cpus, batch_rows=p.batch_rows)
+    return profiles, resolved
+
+
+def profile(cfg: DictConfig, *, echo: Any = print) -> dict[str, Any]:
+    """``raylake profile table=T [version=V] [profile.segment_by=C]``: store the profile."""
+    conf, resolved_cfg, lake = _setup(cfg, "profile")
+    with RunRecorder(lake, "profile", resolved_cfg) as run:
+        whole, version = profile_table(lake, conf.table, conf.version, conf)
+        save_profiles(lake, conf.table, version, whole, run_id=run.run_id)
+        run.add_input(table=conf.table, version=version)
+        seg = conf.profile.segment_by
+        if seg:
+            parts, _ = profile_table(lake, conf.table, version, conf, segment_by=seg)
+            save_profiles(lake, conf.table, version, parts, segment_column=seg, run_id=run.run_id)
+            run.metrics["segments"] = {k: p.rows for k, p in parts.items()}
+        prof = whole[WHOLE]
+        run.add_output(table="_profiles", table_profiled=conf.table, version=version, rows=prof.rows)
+        run.metrics["rows"] = prof.rows
+        run.metrics["nulls"] = {c: prof.summary(c).nulls for c in prof.columns}
+    echo(f"profiled {conf.table}@{version}: {prof.rows:,} rows, {len(prof.columns)} columns "
+         f"(run {run.run_id})")
+    return {"run_id": run.run_id, "version": version, "profile": prof}
+
+
+def drift(cfg: DictConfig, *, echo: Any = print) -> dict[str, Any]:
+    """``raylake drift table=T drift.reference="month in [1]" drift.current="month in [7]"``."""
+    conf, resolved_cfg, lake = _setup(cfg, "drift")
+    d = conf.drift
+    if not (d.reference or d.reference_version) or not (d.current or d.current_version):
+        raise ConfigError(
+            "drift needs a reference and a current side: drift.reference=\"<selection>\" and/or "
+            "drift.reference_version=<version|tag>, and the same for drift.current."
+        )
+    with RunRecorder(lake, "drift", resolved_cfg) as run:
+        ref, ref_v = profile_table(lake, conf.table, d.reference_version or conf.version, conf,
+                                   selection=d.reference)
+        cur, cur_v = profile_table(lake, conf.table, d.current_version or conf.version, conf,
+                                   selection=d.current)
+        thresholds = {c: {k: v for k, v in t.__dict__.items() if v is not None}
+                      for c, t in d.thresholds.items()}
+        report = compare(ref[WHOLE], cur[WHOLE], columns=list(d.columns) or None,
+                         thresholds=thresholds, dataset_share=d.dataset_share)
+        run.add_input(table=conf.table, version=ref_v, selection=d.reference, side="reference")
+        run.add_input(table=conf.table, version=cur_v, selection=d.current, side="current")
+        run.metrics["drift"] = report.to_dict()
+    echo(_drift_text(conf.table, report))
+    return {"run_id": run.run_id, "report": report}
+
+
+def _drift_text(table: str, report: DriftReport) -> str:
+    lines = [f"drift of {table}: {'DRIFT' if report.drifted else 'no drift'} "
+             f"({len(report.drifted_columns)}/{len(report.columns)} columns, "
+             f"threshold share {report.dataset_share}); rows {report.reference_rows:,} vs "
+             f"{report.current_rows:,}"]
+    for c in report.columns:
+        flag = "DRIFT" if c.drifted else "ok"
+        lines.append(f"  {c.column:<16} {c.kind:<11} {c.metric}={c.value:.4f} "
+                     f"(threshold {c.threshold}) {flag}")
+    return "\n".join(lines)
+
+
+def dump(obj: Any) -> str:
+    return json.dumps(obj, indent=2, default=str)
