@@ -26,7 +26,7 @@ def test_every_dataset_composes_and_types_resolve(dataset):
 
 def test_nycflights13_has_the_five_tables():
     cfg = to_config(compose_config(["dataset=nycflights13"]))
-    assert list(cfg.dataset.tables) == ["flights", "weather", "planes", "airlines", "airports"]
+    assert list(cfg.dataset.tables) == ["airlines", "airports", "planes", "weather", "flights"]
 
 
 @pytest.mark.parametrize("group", ["experiment", "lake", "ray"])

@@ -31,6 +31,7 @@ JOBS: dict[str, Job] = {
     "ingest": Job("raylake.ingest.job:run", "ingest a dataset's tables into the lake (Ray Data -> Delta)"),
     "profile": Job("raylake.quality.jobs:profile", "profile a table version with whylogs actors"),
     "drift": Job("raylake.quality.jobs:drift", "compare two selections or versions of a table"),
+    "validate": Job("raylake.quality.jobs:validate", "check a table version against its constraints"),
 }
 ADMIN = {
     "lake": "list tables, history, tags, diff, restore, optimize, vacuum",
@@ -209,7 +210,7 @@ def _lake(args: Sequence[str]) -> int:
     elif ns.op == "history":
         rows = [
             {"version": e["version"], "timestamp": e["timestamp"], "operation": e["operation"],
-             "run_id": e["run_id"] or "", "rows_added": e["metrics"].get("num_added_rows", "")}
+             "run_id": e["run_id"] or "", "rows_added": e["rows_added"]}
             for e in lake.history(ns.table, ns.limit)
         ]
         _print_rows(rows)

@@ -64,3 +64,7 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     """Return ``" Did you mean 'x'?"`` for the nearest candidate, or ``""``."""
     matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
     return f" Did you mean '{matches[0]}'?" if matches else ""
+
+
+class ValidationError(RaylakeError):
+    """A table version breaks a constraint whose policy is ``fail``."""

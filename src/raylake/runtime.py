@@ -28,6 +28,7 @@ def ensure_ray(ray_cfg: Any) -> dict[str, Any]:
     An already initialised Ray (tests, notebooks) is used as it is.
     """
     if ray.is_initialized():
+        quiet_ray_data()
         return {"address": ray.get_runtime_context().gcs_address, "started": False}
     address = resolve_address(ray_cfg.address)
     kwargs: dict[str, Any] = {"namespace": ray_cfg.namespace, "log_to_driver": True}
@@ -45,4 +46,15 @@ def ensure_ray(ray_cfg: Any) -> dict[str, Any]:
             "(RAY_AUTH_TOKEN or ~/.ray/auth_token)."
         ) from exc
     log.info("ray: %s", "connected to " + address if address else "started a local Ray")
+    quiet_ray_data()
     return {"address": ctx.address_info.get("gcs_address"), "started": address is None}
+
+
+def quiet_ray_data() -> None:
+    """Jobs print their own summaries: no progress bars or per-dataset INFO lines."""
+    import ray.data
+
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False

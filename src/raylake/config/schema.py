@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Optional
+from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -114,6 +114,47 @@ class IngestConfig:
 
 
 @dataclass
+class ConstraintConfig:
+    name: str = MISSING
+    # Row checks: not_null, range, in_set, regex, rule, reference.
+    # Table checks: null_share, unique, row_count, freshness, distribution.
+    check: str = MISSING
+    column: Optional[str] = None
+    columns: list[str] = field(default_factory=list)  # unique: the key
+    min: Optional[float] = None  # range, row_count, distribution bounds
+    max: Optional[float] = None  # range, row_count, distribution, null_share
+    values: list[Any] = field(default_factory=list)  # in_set
+    pattern: Optional[str] = None  # regex (whole value must match)
+    expr: Optional[str] = None  # rule: a selection every row must satisfy
+    ref_table: Optional[str] = None  # reference: values must be in ref_table.ref_column
+    ref_column: Optional[str] = None
+    stat: Optional[str] = None  # distribution: mean, stddev, min, max, q01..q99
+    max_age: Optional[str] = None  # freshness: e.g. 36h, 7d
+    as_of: Optional[str] = None  # freshness: the "now" (ISO); default the run time
+    # quarantine (row checks during ingestion), fail (commit nothing), warn (record).
+    policy: str = "warn"
+
+    def __post_init__(self) -> None:
+        if self.policy not in ("quarantine", "fail", "warn"):
+            raise ValueError(
+                f"constraint {self.name!r}: policy={self.policy!r} is not one of "
+                "quarantine, fail, warn"
+            )
+
+
+@dataclass
+class TableQualityConfig:
+    constraints: list[ConstraintConfig] = field(default_factory=list)
+
+
+@dataclass
+class QualityConfig:
+    name: str = "none"
+    # Constraints per table name of the lake.
+    tables: dict[str, TableQualityConfig] = field(default_factory=dict)
+
+
+@dataclass
 class ProfileConfig:
     # Profile each ingested table version in the same pass (stored in _profiles).
     on_ingest: bool = True
@@ -150,6 +191,7 @@ class RaylakeConfig:
     ray: RayConfig = field(default_factory=RayConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
     profile: ProfileConfig = field(default_factory=ProfileConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
     # The table (and version: an int, a tag or an ISO timestamp) a job reads,

@@ -92,7 +92,7 @@ def resolve_duplicates(
     qfiles = write_files(qtable, target.storage, target.quarantine_dir, ())
     quarantine = [
         {"kind": "quarantine", "path": f.path, "size": f.size, "partition_values": "{}",
-         "stats": json.dumps(f.stats), "rows": f.rows, "node": "", "keys": None}
+         "stats": json.dumps(f.stats), "rows": f.rows, "node": "", "payload": None}
         for f in qfiles
     ]
     return DedupResult([d for d in out if d is not None], quarantine, len(dups))

@@ -13,6 +13,7 @@ from raylake.errors import ConfigError, did_you_mean
 from raylake.ingest.pipeline import TableResult, ingest_table
 from raylake.lake.runs import RunRecorder
 from raylake.lake.tables import Lake
+from raylake.quality.constraints import constraints_for
 from raylake.runtime import ensure_ray
 
 log = logging.getLogger(__name__)
@@ -32,14 +33,16 @@ def run(cfg: DictConfig, *, echo: Any = print) -> dict[str, Any]:
             )
     lake = Lake.from_config(conf.lake)
     ray_info = ensure_ray(conf.ray)
-    _quiet_ray_data()
     results: list[TableResult] = []
     with RunRecorder(lake, "ingest", resolved) as run_rec:
         run_rec.metrics["ray"] = ray_info
         for key in wanted:
+            table_name = tables[key].table or key
             res = ingest_table(
                 lake, key, tables[key], run_id=run_rec.run_id, job="ingest",
                 ingest_cfg=conf.ingest, task_cpus=conf.ray.data_task_cpus,
+                constraints=constraints_for(conf.quality, table_name),
+                profile=conf.profile.on_ingest,
             )
             results.append(res)
             run_rec.add_input(kind="files", table=res.table, files=res.files, fingerprint=res.fingerprint)
@@ -52,7 +55,8 @@ def run(cfg: DictConfig, *, echo: Any = print) -> dict[str, Any]:
                 "rows_read": res.rows_read, "rows_written": res.rows_written,
                 "rows_quarantined": res.rows_quarantined, "skipped": res.skipped,
                 "reasons": res.reasons, "seconds": res.seconds, "nodes": res.nodes,
-                "merge": res.merge_metrics,
+                "merge": res.merge_metrics, "constraints": res.checks,
+                "profiled": res.profiled, "duplicates": res.duplicates,
             }
             echo(_summary(res))
         if all(r.skipped for r in results):
@@ -70,13 +74,7 @@ def _summary(r: TableResult) -> str:
             f"{r.rows_quarantined:,} -> version {r.version} ({r.mode}, {r.seconds.get('total', 0):.1f}s)")
     if r.reasons:
         line += "\n  quarantined: " + ", ".join(f"{k}: {v:,}" for k, v in sorted(r.reasons.items()))
+    flagged = [c for c in r.checks if c["policy"] == "warn" and not c["passed"]]
+    if flagged:
+        line += "\n  warnings: " + "; ".join(f"{c['name']}: {c['message']}" for c in flagged)
     return line
-
-
-def _quiet_ray_data() -> None:
-    import ray.data
-
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False
-    ctx.print_on_execution_start = False

@@ -14,11 +14,12 @@ it was; a re-run over the same input finds the fingerprint and adds nothing.
 from __future__ import annotations
 
 import json
-import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pds
@@ -26,8 +27,8 @@ import ray
 from deltalake.transaction import AddAction
 
 from raylake.config.schema import IngestConfig, TableConfig, WriteMode
-from raylake.errors import CountMismatchError, IngestError, RaylakeError
-from raylake.ingest.cast import cast_block
+from raylake.errors import CountMismatchError, IngestError, RaylakeError, did_you_mean
+from raylake.ingest.cast import COLUMN, ERROR, KEY, RAW, cast_block
 from raylake.ingest.dedup import resolve_duplicates
 from raylake.ingest.sources import (
     RawRowsDatasource,
@@ -47,8 +48,16 @@ from raylake.ingest.writer import (
 from raylake.lake.commit import already_committed, commit_files, merge_rows
 from raylake.lake.names import quarantine_table, validate_table_name
 from raylake.lake.tables import Lake
+from raylake.quality.constraints import (
+    Constraint,
+    apply_row_checks,
+    reference_sets,
+    row_result,
+    table_check,
+)
+from raylake.quality.profile import Profile
+from raylake.quality.store import save_profiles
 
-log = logging.getLogger(__name__)
 
 # Rows per block a read task hands to the cast-and-write step: large blocks
 # mean few files and little per-block overhead; memory stays bounded per task.
@@ -73,6 +82,8 @@ class TableResult:
     reasons: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     merge_metrics: dict[str, Any] = field(default_factory=dict)
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    profiled: bool = False
 
 
 def ingest_table(
@@ -84,6 +95,8 @@ def ingest_table(
     job: str = "ingest",
     ingest_cfg: IngestConfig | None = None,
     task_cpus: float = 1.0,
+    constraints: Sequence[Constraint] = (),
+    profile: bool = False,
 ) -> TableResult:
     ingest_cfg = ingest_cfg or IngestConfig()
     name = validate_table_name(tcfg.table or key)
@@ -107,22 +120,34 @@ def ingest_table(
     if already_committed(lake, name, app_id):
         result.skipped = True
         result.version = lake.version(name)
-        log.info("%s: this input (fingerprint %s) is already in the table; nothing to add", name, fp)
         return result
 
+    constraints = list(constraints)
+    refs = reference_sets(lake, constraints)
+    table_checks_ = [c for c in constraints if not c.row_level]
+    needs_profile = any(c.check in ("null_share", "freshness", "distribution") for c in table_checks_)
+    for c in constraints:
+        for col in [c.column, *c.columns]:
+            if col and col not in schema.names:
+                raise IngestError(
+                    f"Constraint {c.name!r} of {name!r} names column {col!r}, which is not "
+                    f"declared ({', '.join(schema.names)}).{did_you_mean(col, schema.names)}"
+                )
     merging = mode == "merge" and lake.exists(name)
     staging = f"_staging/{run_id}/{name}"
     target = WriteTarget(
         storage=lake.storage, data_dir=staging if merging else name, quarantine_dir=qname,
         table=name, columns=tuple(schema.names), partition_by=tuple(tcfg.partition_by),
         run_id=run_id, source_files=tuple(f.path for f in files),
+        profile=profile or needs_profile,
         fail_after_write=ingest_cfg.inject_failure == "write",
     )
     try:
         t1 = time.perf_counter()
-        outputs = _read_cast_write(files, spec, specs, list(tcfg.primary_key), target, task_cpus)
+        outputs = _read_cast_write(files, spec, specs, list(tcfg.primary_key), target, task_cpus,
+                                   constraints, refs)
         result.seconds["read_cast_write"] = round(time.perf_counter() - t1, 3)
-        data, quarantined, keys, seen, nodes = _collect(outputs)
+        data, quarantined, keys, seen, nodes, prof, counts = _collect(outputs)
         result.nodes = nodes
 
         t2 = time.perf_counter()
@@ -148,6 +173,16 @@ def ingest_table(
                 f"over ingest.max_quarantine_fraction={ingest_cfg.max_quarantine_fraction}. "
                 f"Nothing was committed. Reasons: {result.reasons}. Fix the source or the "
                 "declared schema."
+            )
+
+        result.checks = _judge(lake, constraints, counts, result.rows_written, prof, target, data,
+                               list(tcfg.primary_key))
+        failed = [c for c in result.checks if not c["passed"] and c["policy"] == "fail"]
+        if failed:
+            raise IngestError(
+                f"{name}: constraint(s) with policy fail did not hold: "
+                + "; ".join(f"{c['name']} ({c['message']})" for c in failed)
+                + ". Nothing was committed. Fix the data, or the constraint in conf/quality/."
             )
 
         t3 = time.perf_counter()
@@ -176,6 +211,13 @@ def ingest_table(
                 description=tcfg.description,
             )
         result.seconds["commit"] = round(time.perf_counter() - t3, 3)
+        if profile and not merging and prof.rows:
+            if result.duplicates:  # the merged block profiles still count the removed rows
+                prof = Profile.empty()
+                for d in data:
+                    prof = prof.merge(Profile.of(_read_data_file(lake, target, d)))
+            save_profiles(lake, name, result.version, {"": prof}, run_id=run_id)
+            result.profiled = True
     except RaylakeError:
         raise
     except Exception as exc:  # Ray wraps worker failures; keep the cause, say what happened
@@ -191,7 +233,8 @@ def ingest_table(
 
 
 def _read_cast_write(files, spec, specs: list[ColumnSpec], primary_key: list[str],
-                     target: WriteTarget, task_cpus: float) -> list[pa.Table]:
+                     target: WriteTarget, task_cpus: float, constraints: list[Constraint],
+                     refs: dict[str, pa.Array]) -> list[pa.Table]:
     """The Ray Data pipeline; read and cast-and-write fuse into one task per file."""
     # Each task returns a few KB of file metadata, so the object-store
     # backpressure that protects big outputs only slows the ramp-up here
@@ -205,10 +248,10 @@ def _read_cast_write(files, spec, specs: list[ColumnSpec], primary_key: list[str
         ds = ray.data.read_datasource(source, num_cpus=task_cpus, override_num_blocks=len(files))
         ds = ds.map_batches(
             _cast_and_write, batch_format="pyarrow", batch_size=None, zero_copy_batch=True,
-            fn_kwargs={"specs": specs, "primary_key": primary_key, "target": target},
+            fn_kwargs={"specs": specs, "primary_key": primary_key, "target": target,
+                       "constraints": constraints, "refs": refs},
+            # Same resources as the read, so Ray Data fuses the two into one task.
             num_cpus=task_cpus,
-            # Same strategy as the read, so Ray Data fuses the two into one task.
-            scheduling_strategy="SPREAD",
         )
         return ray.get(ds.to_arrow_refs())
     finally:
@@ -218,17 +261,31 @@ def _read_cast_write(files, spec, specs: list[ColumnSpec], primary_key: list[str
             ctx.set_config(_BACKPRESSURE_KEY, saved)
 
 
-def _cast_and_write(block: pa.Table, specs, primary_key, target: WriteTarget) -> pa.Table:
-    return write_block(cast_block(block, specs, primary_key), target)
+_MARKERS = {"error": ERROR, "column": COLUMN, "raw": RAW, "key": KEY}
 
 
-def _collect(outputs: list[pa.Table]) -> tuple[list[dict], list[dict], pa.Table, int, list[str]]:
-    """Data files, quarantine files, keys (file indices made global), rows seen, nodes."""
+def _cast_and_write(block: pa.Table, specs, primary_key, target: WriteTarget,
+                    constraints: list[Constraint], refs: dict[str, pa.Array]) -> pa.Table:
+    cast = cast_block(block, specs, primary_key)
+    cast, counts = apply_row_checks(cast, constraints, refs, target.columns, _MARKERS)
+    out = write_block(cast, target)
+    if not counts:
+        return out
+    checks = pa.Table.from_pylist([{"kind": "checks", "stats": json.dumps(counts), "rows": 0,
+                                    "node": ""}], schema=out.schema)
+    return pa.concat_tables([checks, out])
+
+
+def _collect(outputs: list[pa.Table]):
+    """Data files, quarantine files, keys (file indices made global), rows seen, nodes,
+    the merged profile of the good rows, and row-check violation counts."""
     data: list[dict] = []
     quarantined: list[dict] = []
     keys: list[pa.Table] = []
     seen = 0
     nodes: set[str] = set()
+    prof = Profile.empty()
+    counts: dict[str, int] = {}
     offset = 0  # index in `data` of the current block's first data file
     for out in outputs:
         # Each block's rows end with its "keys" row; Ray Data may put the
@@ -236,19 +293,65 @@ def _collect(outputs: list[pa.Table]) -> tuple[list[dict], list[dict], pa.Table,
         for row in out.to_pylist():
             if row["node"]:
                 nodes.add(row["node"])
-            if row["kind"] == "data":
+            kind = row["kind"]
+            if kind == "data":
                 data.append(row)
-            elif row["kind"] == "quarantine":
+            elif kind == "quarantine":
                 quarantined.append(row)
+            elif kind == "profile":
+                prof = prof.merge(Profile.from_bytes(row["payload"]))
+            elif kind == "checks":
+                for k, v in json.loads(row["stats"]).items():
+                    counts[k] = counts.get(k, 0) + v
             else:
                 seen += row["rows"]
-                k = decode_keys(row["keys"])
+                k = decode_keys(row["payload"])
                 if k.num_rows:
                     file_no = pc.add(k.column("file"), offset).cast(pa.int32())
                     keys.append(k.set_column(2, "file", file_no))
                 offset = len(data)
     all_keys = pa.concat_tables(keys) if keys else KEYS_SCHEMA.empty_table()
-    return data, quarantined, all_keys, seen, sorted(nodes)
+    return data, quarantined, all_keys, seen, sorted(nodes), prof, counts
+
+
+def _judge(lake: Lake, constraints: list[Constraint], counts: dict[str, int], rows: int,
+           prof: Profile, target: WriteTarget, data: list[dict], primary_key: list[str]) -> list[dict]:
+    """Results of every constraint over the rows this run writes."""
+    results = []
+    for c in constraints:
+        if c.row_level:
+            res = row_result(c, counts.get(c.name, 0), rows)
+            if c.policy == "quarantine":
+                res.passed = True  # the violating rows are in the quarantine, not the table
+                res.message += " -> quarantined"
+        else:
+            dups = None
+            if c.check == "unique":
+                # Repeated primary keys were quarantined already; other keys are counted.
+                dups = 0 if set(primary_key) and set(primary_key) <= set(c.columns) else \
+                    _count_duplicates(lake, target, data, list(c.columns))
+            res = table_check(c, rows=rows, profile=prof, duplicates=dups)
+        results.append(res.to_dict())
+    return results
+
+
+def _read_data_file(lake: Lake, target: WriteTarget, entry: dict, columns=None) -> pa.Table:
+    import pyarrow.parquet as pq
+
+    fs, root = lake.storage.filesystem()
+    in_file = None if columns is None else [c for c in columns if c not in target.partition_by]
+    table = pq.read_table(f"{root.rstrip('/')}/{target.data_dir}/{entry['path']}",
+                          columns=in_file, filesystem=fs)
+    for k, v in json.loads(entry["partition_values"] or "{}").items():
+        if columns is None or k in columns:
+            table = table.append_column(k, pa.array([v] * table.num_rows, pa.string()))
+    return table
+
+
+def _count_duplicates(lake: Lake, target: WriteTarget, data: list[dict], columns: list[str]) -> int:
+    """Exact count of rows repeating a ``columns`` key among the rows written."""
+    frames = [_read_data_file(lake, target, d, columns).to_pandas() for d in data]
+    return int(pd.concat(frames)[columns].duplicated().sum()) if frames else 0
 
 
 def _check_keys(name: str, tcfg: TableConfig, schema: pa.Schema) -> None:

@@ -42,14 +42,15 @@ QUARANTINE_SCHEMA = pa.schema(
 
 RESULT_SCHEMA = pa.schema(
     [
-        ("kind", pa.string()),  # data | quarantine | keys
+        ("kind", pa.string()),  # data | quarantine | keys | profile
         ("path", pa.string()),  # relative to the folder written
         ("size", pa.int64()),
         ("partition_values", pa.string()),
         ("stats", pa.string()),
         ("rows", pa.int64()),  # rows in the file; for "keys": rows the block had
         ("node", pa.string()),
-        ("keys", pa.binary()),  # "keys" rows: Arrow IPC of KEYS_SCHEMA
+        # "keys": Arrow IPC of KEYS_SCHEMA; "profile": the good rows' profile.
+        ("payload", pa.binary()),
     ]
 )
 
@@ -75,6 +76,7 @@ class WriteTarget:
     partition_by: tuple[str, ...]
     run_id: str
     source_files: tuple[str, ...]
+    profile: bool = False  # profile the good rows in the same pass
     fail_after_write: bool = False
 
 
@@ -120,7 +122,12 @@ def write_block(block: pa.Table, target: WriteTarget) -> pa.Table:
         for f in write_files(rejected, target.storage, target.quarantine_dir, ()):
             results.append(_result("quarantine", f, node))
     keys = pa.concat_tables(key_parts) if key_parts else KEYS_SCHEMA.empty_table()
-    results.append({"kind": "keys", "rows": block.num_rows, "node": node, "keys": _ipc(keys)})
+    if target.profile and good.num_rows:
+        from raylake.quality.profile import Profile
+
+        results.append({"kind": "profile", "rows": good.num_rows, "node": node,
+                        "payload": Profile.of(good).to_bytes()})
+    results.append({"kind": "keys", "rows": block.num_rows, "node": node, "payload": _ipc(keys)})
     if target.fail_after_write:
         raise RuntimeError("injected failure after writing files (ingest.inject_failure=write)")
     return pa.Table.from_pylist(results, schema=RESULT_SCHEMA)
@@ -246,7 +253,7 @@ def _result(kind: str, f: WrittenFile, node: str) -> dict:
     return {
         "kind": kind, "path": f.path, "size": f.size,
         "partition_values": json.dumps(f.partition_values), "stats": json.dumps(f.stats),
-        "rows": f.rows, "node": node, "keys": None,
+        "rows": f.rows, "node": node, "payload": None,
     }
 
 

@@ -9,6 +9,7 @@ nothing twice. Concurrent blind appends are retried by delta-rs.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,8 +24,13 @@ from raylake.lake.tables import Lake
 COMMIT_RETRIES = 20
 
 
-def commit_properties(app_id: str | None, run_id: str | None, job: str | None) -> CommitProperties:
-    meta = {k: v for k, v in {"raylake.run_id": run_id, "raylake.job": job}.items() if v}
+def commit_properties(app_id: str | None, run_id: str | None, job: str | None,
+                      rows: int | None = None) -> CommitProperties:
+    meta: dict[str, object] = {
+        k: v for k, v in {"raylake.run_id": run_id, "raylake.job": job}.items() if v
+    }
+    if rows is not None:
+        meta["raylake.rows"] = rows
     txns = [Transaction(app_id, 1)] if app_id else None
     return CommitProperties(
         custom_metadata=meta or None, max_commit_retries=COMMIT_RETRIES, app_transactions=txns
@@ -72,7 +78,8 @@ def commit_files(
 ) -> int:
     """Commit written files as one new table version; return that version."""
     uri = lake.uri(name, system=system)
-    props = commit_properties(app_id, run_id, job)
+    rows = sum(json.loads(a.stats).get("numRecords", 0) for a in actions if a.stats)
+    props = commit_properties(app_id, run_id, job, rows)
     opts = lake.storage.delta_options()
     parts = list(partition_by) or None
     for _ in range(2):  # a concurrent writer may create the table between check and commit

@@ -199,6 +199,8 @@ class Lake:
                     "operation": entry.get("operation"),
                     "parameters": entry.get("operationParameters", {}),
                     "metrics": entry.get("operationMetrics", {}),
+                    "rows_added": entry.get("raylake.rows",
+                                            entry.get("operationMetrics", {}).get("num_added_rows")),
                     "run_id": entry.get("raylake.run_id"),
                     "job": entry.get("raylake.job"),
                 }

@@ -109,3 +109,39 @@ def _drift_text(table: str, report: DriftReport) -> str:
 
 def dump(obj: Any) -> str:
     return json.dumps(obj, indent=2, default=str)
+
+
+def validate(cfg: DictConfig, *, echo: Any = print) -> dict[str, Any]:
+    """``raylake validate table=T [version=V]``: every declared constraint on one version."""
+    from raylake.errors import ValidationError
+    from raylake.quality.constraints import constraints_for
+    from raylake.quality.validate import validate_version
+
+    conf, resolved_cfg, lake = _setup(cfg, "validate")
+    constraints = constraints_for(conf.quality, conf.table)
+    if not constraints:
+        raise ConfigError(
+            f"No constraints are declared for table {conf.table!r} in quality={conf.quality.name}; "
+            f"declare them under quality.tables.{conf.table}.constraints (conf/quality/)."
+        )
+    with RunRecorder(lake, "validate", resolved_cfg) as run:
+        results, version, rows = validate_version(lake, conf.table, conf.version, constraints, conf)
+        run.add_input(table=conf.table, version=version, rows=rows)
+        run.metrics["constraints"] = [r.to_dict() for r in results]
+        failed = [r for r in results if not r.passed and r.policy == "fail"]
+        run.metrics["passed"] = not failed
+        echo(_validate_text(conf.table, version, rows, results))
+        if failed:
+            raise ValidationError(
+                f"{conf.table}@{version} breaks {len(failed)} constraint(s) with policy fail: "
+                + "; ".join(f"{r.name} ({r.message})" for r in failed)
+            )
+    return {"run_id": run.run_id, "version": version, "rows": rows, "results": results}
+
+
+def _validate_text(table: str, version: int, rows: int, results: list) -> str:
+    lines = [f"validate {table}@{version} ({rows:,} rows):"]
+    for r in results:
+        state = "ok" if r.passed else ("FAIL" if r.policy == "fail" else r.policy.upper())
+        lines.append(f"  {state:<10} {r.name:<26} {r.check:<12} {r.message}")
+    return "\n".join(lines)

@@ -24,7 +24,8 @@ _COMPARE = {
 
 
 def parse_selection(text: str) -> pc.Expression:
-    """``col op value`` terms (==, !=, <, <=, >, >=, in, not in) joined by and/or/not."""
+    """``col op value`` terms (==, !=, <, <=, >, >=, in, not in, is None, is not None)
+    joined by and / or / not."""
     try:
         tree = ast.parse(text.strip(), mode="eval")
         return _expr(tree.body)
@@ -49,6 +50,10 @@ def _expr(node: ast.AST) -> pc.Expression:
             raise ValueError("the left side of a comparison must be a column name")
         field = pc.field(node.left.id)
         op, right = node.ops[0], _value(node.comparators[0])
+        if isinstance(op, (ast.Is, ast.IsNot)):
+            if right is not None:
+                raise ValueError("'is' compares with None only: x is None, x is not None")
+            return field.is_null() if isinstance(op, ast.Is) else field.is_valid()
         if isinstance(op, (ast.In, ast.NotIn)):
             if not isinstance(right, list):
                 raise ValueError("'in' needs a list, e.g. month in [1, 2]")
