@@ -116,3 +116,47 @@ def test_selection_grammar():
     assert t.filter(parse_selection("m in [1, 7] and o == 'JFK'")).num_rows == 2
     assert t.filter(parse_selection("not m in [1] or o != 'JFK'")).num_rows == 3
     assert t.filter(parse_selection("m >= 2")).num_rows == 2
+
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def chromium() -> str:
+    import os
+    import shutil
+
+    path = shutil.which("chromium")
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must install Debian's chromium (.ci/run does) for the report test")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    return path
+
+
+def test_quality_report_json_html_and_it_renders_in_chromium(weather_lake, tmp_path):
+    import json as _json
+
+    from raylake.quality.jobs import quality_report
+
+    cfg = compose_config([f"lake.root={weather_lake}", "table=weather", f"output_dir={tmp_path}",
+                          "drift.reference='month in [1]'", "drift.current='month in [7]'"],
+                         job="quality-report")
+    out = quality_report(cfg, echo=lambda *_: None)
+    report = _json.loads(out["json"].read_text())
+    assert report["rows"] == 26_115 and len(report["columns"]) == 15
+    assert {c["name"] for c in report["constraints"]} >= {"temp_plausible", "hour_key_unique"}
+    drifted = {c["column"]: c for c in report["drift"]["columns"]}
+    assert drifted["temp"]["drifted"] and len(drifted["temp"]["reference"]["share"]) == 20
+    page = out["html"].read_text()
+    assert "<script" not in page and "http://" not in page.replace("http://www.w3.org/2000/svg", "")
+
+    flags = CHROMIUM_FLAGS + [f"--user-data-dir={tmp_path / 'chromium'}"]
+    dom = subprocess.run([chromium(), *flags, "--dump-dom", out["html"].as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    assert "Drift" in dom.stdout and dom.stdout.count("<svg") >= 15 and "temp_plausible" in dom.stdout
+    shot = tmp_path / "report.png"
+    subprocess.run([chromium(), *flags, "--window-size=1300,2000", f"--screenshot={shot}",
+                    out["html"].as_uri()], capture_output=True, timeout=120)
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 30_000  # a drawn page, not a blank one

@@ -32,6 +32,8 @@ JOBS: dict[str, Job] = {
     "profile": Job("raylake.quality.jobs:profile", "profile a table version with whylogs actors"),
     "drift": Job("raylake.quality.jobs:drift", "compare two selections or versions of a table"),
     "validate": Job("raylake.quality.jobs:validate", "check a table version against its constraints"),
+    "quality-report": Job("raylake.quality.jobs:quality_report",
+                          "JSON + HTML report: summaries, constraints, drift (`raylake quality report`)"),
 }
 ADMIN = {
     "lake": "list tables, history, tags, diff, restore, optimize, vacuum",
@@ -73,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"raylake {__version__}")
         return 0
     command, rest = args[0], args[1:]
+    if command == "quality" and rest[:1] == ["report"]:
+        command, rest = "quality-report", rest[1:]
     try:
         if command in JOBS:
             return run_job(command, rest)
@@ -100,6 +104,9 @@ def _usage() -> str:
         "examples:",
         "  raylake ingest dataset=nycflights13 lake.root=/tmp/lake",
         "  raylake ingest -m dataset=nycflights13_weather,nycflights13_planes",
+        "  raylake validate table=flights",
+        '  raylake drift table=weather reference="month in [1]" current="month in [7]"',
+        "  raylake quality report table=weather",
         "  raylake lake history flights lake.root=/tmp/lake",
         "  raylake runs list lake.root=/tmp/lake",
         "",

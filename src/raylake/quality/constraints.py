@@ -234,7 +234,8 @@ def table_check(c: Constraint, *, rows: int, profile: Any = None, duplicates: in
         res.observed = value
         res.passed = value is not None and (c.min is None or value >= c.min) and (
             c.max is None or value <= c.max)
-        res.message = f"{c.stat}({c.column}) = {value}; allowed [{c.min}, {c.max}]"
+        shown = f"{value:.4g}" if isinstance(value, float) else value
+        res.message = f"{c.stat}({c.column}) = {shown}; allowed [{c.min}, {c.max}]"
     return res
 
 

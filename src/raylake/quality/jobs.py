@@ -145,3 +145,53 @@ def _validate_text(table: str, version: int, rows: int, results: list) -> str:
         state = "ok" if r.passed else ("FAIL" if r.policy == "fail" else r.policy.upper())
         lines.append(f"  {state:<10} {r.name:<26} {r.check:<12} {r.message}")
     return "\n".join(lines)
+
+
+def quality_report(cfg: DictConfig, *, echo: Any = print) -> dict[str, Any]:
+    """``raylake quality report table=T [version=V]``: JSON + HTML with summaries,
+    constraint results and drift (the configured selections or versions, else the
+    previous version's stored profile against this one)."""
+    from pathlib import Path
+
+    from raylake.quality.constraints import constraints_for
+    from raylake.quality.report import build_report, write_report
+    from raylake.quality.store import load_profile, stored_versions
+    from raylake.quality.validate import validate_version
+
+    conf, resolved_cfg, lake = _setup(cfg, "quality report")
+    with RunRecorder(lake, "quality-report", resolved_cfg) as run:
+        profiles, version = profile_table(lake, conf.table, conf.version, conf)
+        prof = profiles[WHOLE]
+        constraints = constraints_for(conf.quality, conf.table)
+        checks = [r.to_dict() for r in validate_version(lake, conf.table, version, constraints, conf)[0]] \
+            if constraints else []
+        d = conf.drift
+        drift_report = ref = cur = None
+        sides: dict[str, str] = {}
+        if d.reference or d.reference_version:
+            ref = profile_table(lake, conf.table, d.reference_version or version, conf,
+                                selection=d.reference)[0][WHOLE]
+            cur = profile_table(lake, conf.table, d.current_version or version, conf,
+                                selection=d.current)[0][WHOLE] if (d.current or d.current_version) else prof
+            sides = {"reference": d.reference or f"version {d.reference_version}",
+                     "current": d.current or f"version {d.current_version or version}"}
+        else:
+            earlier = [v for v in stored_versions(lake, conf.table) if v < version]
+            if earlier:
+                ref, cur = load_profile(lake, conf.table, [earlier[-1]]), prof
+                sides = {"reference": f"version {earlier[-1]}", "current": f"version {version}"}
+        if ref is not None and cur is not None and ref.rows and cur.rows:
+            thresholds = {c: {k: v for k, v in t.__dict__.items() if v is not None}
+                          for c, t in d.thresholds.items()}
+            drift_report = compare(ref, cur, columns=list(d.columns) or None, thresholds=thresholds,
+                                   dataset_share=d.dataset_share)
+        report = build_report(conf.table, version, prof, checks, drift_report, ref, cur, sides)
+        base = Path(conf.output_dir) if conf.output_dir else Path(lake.root) / "_reports"
+        if "://" in str(base):
+            raise ConfigError(f"output_dir={base} must be a local folder for reports.")
+        js, page = write_report(report, base / f"{conf.table.replace('/', '_')}@{version}")
+        run.add_input(table=conf.table, version=version)
+        run.add_output(report_json=str(js), report_html=str(page))
+        run.metrics["rows"] = prof.rows
+    echo(f"quality report of {conf.table}@{version}: {page}\n  json: {js}")
+    return {"run_id": run.run_id, "json": js, "html": page, "report": report}
