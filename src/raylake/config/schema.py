@@ -77,6 +77,26 @@ class SourceConfig:
 
 
 @dataclass
+class CleanseStepConfig:
+    # trim, lower, upper, impute, clip, scale, coerce, dedup_latest
+    op: str = MISSING
+    columns: list[str] = field(default_factory=list)
+    # impute: a constant `value`, or `strategy` median / mode from the data's profile.
+    value: Optional[Any] = None
+    strategy: Optional[str] = None
+    # clip: bounds as numbers or profile quantiles ("q01", "q99").
+    lower: Optional[str] = None
+    upper: Optional[str] = None
+    # scale: x * factor + offset (units, e.g. Fahrenheit -> Celsius).
+    factor: float = 1.0
+    offset: float = 0.0
+    # coerce: the new column type.
+    to: Optional[str] = None
+    # dedup_latest: among rows sharing the primary key, keep the latest by this column.
+    order_by: Optional[str] = None
+
+
+@dataclass
 class TableConfig:
     source: SourceConfig = field(default_factory=SourceConfig)
     # The lake table written; None uses the key of this entry in `tables`.
@@ -87,6 +107,8 @@ class TableConfig:
     partition_by: list[str] = field(default_factory=list)
     mode: WriteMode = WriteMode.append
     description: str = ""
+    # Declarative cleansing, applied in order after the cast and before the checks.
+    cleanse: list[CleanseStepConfig] = field(default_factory=list)
 
 
 @dataclass

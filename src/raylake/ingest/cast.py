@@ -184,3 +184,12 @@ def _hashable(arr: pa.Array) -> np.ndarray:
     if pa.types.is_floating(t):
         return pc.fill_null(arr.cast(pa.float64()), 0.0).to_numpy()
     return pc.fill_null(arr.cast(pa.string()), "").to_numpy(zero_copy_only=False)
+
+
+def rehash_keys(block: pa.Table, primary_key: Sequence[str]) -> pa.Table:
+    """Recompute the key hash of the good rows (after a step changed key columns)."""
+    if not primary_key:
+        return block
+    bad = block.column(ERROR).is_valid().to_numpy(zero_copy_only=False)
+    cols = {k: block.column(k).combine_chunks() for k in primary_key}
+    return block.set_column(block.schema.get_field_index(KEY), KEY, _key_hash(cols, primary_key, bad))

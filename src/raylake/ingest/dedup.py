@@ -43,8 +43,13 @@ def resolve_duplicates(
     data: list[dict],
     keys: pa.Table,
     primary_key: Sequence[str],
+    latest_by: str | None = None,
 ) -> DedupResult:
-    """``data``: result rows of data files; ``keys``: h, rid, file (index into data), pos."""
+    """``data``: result rows of data files; ``keys``: h, rid, file (index into data), pos.
+
+    The row kept per key is the first in source order, or with ``latest_by``
+    (the cleansing step dedup_latest) the one with the largest value there.
+    """
     if not primary_key or keys.num_rows == 0:
         return DedupResult(data)
     h = keys.column("h").to_numpy()
@@ -58,12 +63,18 @@ def resolve_duplicates(
     cand = keys.filter(pa.array(candidates)).to_pandas()
     frames = []
     for file_no, rows in cand.groupby("file"):
-        values = _key_values(target, data[file_no], primary_key, rows["pos"].to_numpy())
+        wanted = [*primary_key, latest_by] if latest_by and latest_by not in primary_key else list(primary_key)
+        values = _key_values(target, data[file_no], wanted, rows["pos"].to_numpy())
         values["rid"] = rows["rid"].to_numpy()
         values["file"] = file_no
         values["pos"] = rows["pos"].to_numpy()
         frames.append(values)
-    frame = pd.concat(frames, ignore_index=True).sort_values("rid", kind="stable")
+    frame = pd.concat(frames, ignore_index=True)
+    if latest_by:  # latest event first; among equal events the later record
+        frame = frame.sort_values([latest_by, "rid"], ascending=False, kind="stable",
+                                  na_position="last")
+    else:
+        frame = frame.sort_values("rid", kind="stable")
     first = frame.groupby(list(primary_key), dropna=False, sort=False)["rid"].transform("first")
     dups = frame[frame["rid"] != first].assign(first=first[frame["rid"] != first])
     if dups.empty:
@@ -85,7 +96,7 @@ def resolve_duplicates(
         raws += [json.dumps({**r, **pv}, default=str) for r in gone.to_pylist()]
         rid_sorted = rows.sort_values("pos")
         dropped.append(_as_rejected(rid_sorted["rid"].to_numpy(), rid_sorted["first"].to_numpy(),
-                                    target.source_files, primary_key))
+                                    target.source_files, primary_key, latest_by))
         out[file_no] = _rewrite(target, entry, kept, full, fs)
     rejected = pa.concat_tables(dropped)
     qtable = quarantine_rows(rejected, target.run_id, target.table, target.source_files, raws)
@@ -113,10 +124,11 @@ def _key_values(target: WriteTarget, entry: dict, primary_key: Sequence[str],
 
 
 def _as_rejected(rids: np.ndarray, firsts: np.ndarray, source_files: Sequence[str],
-                 primary_key: Sequence[str]) -> pa.Table:
+                 primary_key: Sequence[str], latest_by: str | None = None) -> pa.Table:
+    what = (f"superseded by a later {latest_by} (dedup_latest; kept" if latest_by
+            else "duplicate primary key (first seen at")
     reasons = [
-        f"duplicate primary key (first seen at {source_files[int(f) >> RID_BITS]} "
-        f"record {int(f) & _RECORD_MASK})"
+        f"{what} {source_files[int(f) >> RID_BITS]} record {int(f) & _RECORD_MASK})"
         for f in firsts
     ]
     return pa.table({

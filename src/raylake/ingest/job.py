@@ -57,6 +57,7 @@ def run(cfg: DictConfig, *, echo: Any = print) -> dict[str, Any]:
                 "reasons": res.reasons, "seconds": res.seconds, "nodes": res.nodes,
                 "merge": res.merge_metrics, "constraints": res.checks,
                 "profiled": res.profiled, "duplicates": res.duplicates,
+                "cleansing": res.cleansing,
             }
             echo(_summary(res))
         if all(r.skipped for r in results):
@@ -74,6 +75,9 @@ def _summary(r: TableResult) -> str:
             f"{r.rows_quarantined:,} -> version {r.version} ({r.mode}, {r.seconds.get('total', 0):.1f}s)")
     if r.reasons:
         line += "\n  quarantined: " + ", ".join(f"{k}: {v:,}" for k, v in sorted(r.reasons.items()))
+    changed = {k: v for k, v in (r.cleansing.get("changed") or {}).items() if v}
+    if changed:
+        line += "\n  cleansed: " + ", ".join(f"{k}: {v:,} values" for k, v in changed.items())
     flagged = [c for c in r.checks if c["policy"] == "warn" and not c["passed"]]
     if flagged:
         line += "\n  warnings: " + "; ".join(f"{c['name']}: {c['message']}" for c in flagged)

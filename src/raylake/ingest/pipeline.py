@@ -28,7 +28,7 @@ from deltalake.transaction import AddAction
 
 from raylake.config.schema import IngestConfig, TableConfig, WriteMode
 from raylake.errors import CountMismatchError, IngestError, RaylakeError, did_you_mean
-from raylake.ingest.cast import COLUMN, ERROR, KEY, RAW, cast_block
+from raylake.ingest.cast import COLUMN, ERROR, KEY, RAW, cast_block, rehash_keys
 from raylake.ingest.dedup import resolve_duplicates
 from raylake.ingest.sources import (
     RawRowsDatasource,
@@ -48,6 +48,7 @@ from raylake.ingest.writer import (
 from raylake.lake.commit import already_committed, commit_files, merge_rows
 from raylake.lake.names import quarantine_table, validate_table_name
 from raylake.lake.tables import Lake
+from raylake.quality.cleanse import Step, apply_steps, describe_steps, resolve_steps
 from raylake.quality.constraints import (
     Constraint,
     apply_row_checks,
@@ -83,6 +84,7 @@ class TableResult:
     seconds: dict[str, float] = field(default_factory=dict)
     merge_metrics: dict[str, Any] = field(default_factory=dict)
     checks: list[dict[str, Any]] = field(default_factory=list)
+    cleansing: dict[str, Any] = field(default_factory=dict)
     profiled: bool = False
 
 
@@ -133,6 +135,9 @@ def ingest_table(
                     f"Constraint {c.name!r} of {name!r} names column {col!r}, which is not "
                     f"declared ({', '.join(schema.names)}).{did_you_mean(col, schema.names)}"
                 )
+    steps = resolve_steps(tcfg.cleanse, name, schema, tcfg.primary_key,
+                          lambda: _profile_source(files, spec, specs, list(tcfg.primary_key), task_cpus))
+    latest_by = next((s.order_by for s in steps if s.op == "dedup_latest"), None)
     merging = mode == "merge" and lake.exists(name)
     staging = f"_staging/{run_id}/{name}"
     target = WriteTarget(
@@ -145,13 +150,14 @@ def ingest_table(
     try:
         t1 = time.perf_counter()
         outputs = _read_cast_write(files, spec, specs, list(tcfg.primary_key), target, task_cpus,
-                                   constraints, refs)
+                                   constraints, refs, steps)
         result.seconds["read_cast_write"] = round(time.perf_counter() - t1, 3)
-        data, quarantined, keys, seen, nodes, prof, counts = _collect(outputs)
+        data, quarantined, keys, seen, nodes, prof, counts, cleansed = _collect(outputs)
+        result.cleansing = {"steps": describe_steps(steps), "changed": cleansed}
         result.nodes = nodes
 
         t2 = time.perf_counter()
-        dedup = resolve_duplicates(target, data, keys, list(tcfg.primary_key))
+        dedup = resolve_duplicates(target, data, keys, list(tcfg.primary_key), latest_by=latest_by)
         data, quarantined = dedup.data, quarantined + dedup.quarantine
         result.duplicates = dedup.duplicates
         result.seconds["dedup"] = round(time.perf_counter() - t2, 3)
@@ -234,7 +240,7 @@ def ingest_table(
 
 def _read_cast_write(files, spec, specs: list[ColumnSpec], primary_key: list[str],
                      target: WriteTarget, task_cpus: float, constraints: list[Constraint],
-                     refs: dict[str, pa.Array]) -> list[pa.Table]:
+                     refs: dict[str, pa.Array], steps: list[Step]) -> list[pa.Table]:
     """The Ray Data pipeline; read and cast-and-write fuse into one task per file."""
     # Each task returns a few KB of file metadata, so the object-store
     # backpressure that protects big outputs only slows the ramp-up here
@@ -249,7 +255,7 @@ def _read_cast_write(files, spec, specs: list[ColumnSpec], primary_key: list[str
         ds = ds.map_batches(
             _cast_and_write, batch_format="pyarrow", batch_size=None, zero_copy_batch=True,
             fn_kwargs={"specs": specs, "primary_key": primary_key, "target": target,
-                       "constraints": constraints, "refs": refs},
+                       "constraints": constraints, "refs": refs, "steps": steps},
             # Same resources as the read, so Ray Data fuses the two into one task.
             num_cpus=task_cpus,
         )
@@ -265,15 +271,41 @@ _MARKERS = {"error": ERROR, "column": COLUMN, "raw": RAW, "key": KEY}
 
 
 def _cast_and_write(block: pa.Table, specs, primary_key, target: WriteTarget,
-                    constraints: list[Constraint], refs: dict[str, pa.Array]) -> pa.Table:
+                    constraints: list[Constraint], refs: dict[str, pa.Array],
+                    steps: list[Step]) -> pa.Table:
     cast = cast_block(block, specs, primary_key)
+    changed: dict[str, int] = {}
+    if steps:
+        good = cast.column(ERROR).is_null().to_numpy(zero_copy_only=False)
+        cast, changed = apply_steps(cast, steps, good)
+        cast = rehash_keys(cast, primary_key)  # steps may have changed key columns
     cast, counts = apply_row_checks(cast, constraints, refs, target.columns, _MARKERS)
     out = write_block(cast, target)
-    if not counts:
+    if not counts and not changed:
         return out
-    checks = pa.Table.from_pylist([{"kind": "checks", "stats": json.dumps(counts), "rows": 0,
-                                    "node": ""}], schema=out.schema)
+    checks = pa.Table.from_pylist(
+        [{"kind": "checks", "stats": json.dumps({"checks": counts, "cleanse": changed}),
+          "rows": 0, "node": ""}], schema=out.schema)
     return pa.concat_tables([checks, out])
+
+
+def _profile_source(files, spec, specs, primary_key: list[str], task_cpus: float) -> Profile:
+    """A profile of the incoming rows (a pass before the write), for cleansing statistics."""
+    source = RawRowsDatasource(files, spec, [s.source for s in specs], block_rows=BLOCK_ROWS)
+    ds = ray.data.read_datasource(source, num_cpus=task_cpus, override_num_blocks=len(files))
+    names = [s.name for s in specs]
+
+    def profile_block(block: pa.Table) -> pa.Table:
+        cast = cast_block(block, specs, primary_key)
+        good = cast.filter(cast.column(ERROR).is_null()).select(names)
+        return pa.table({"p": [Profile.of(good).to_bytes()]})
+
+    prof = Profile.empty()
+    for ref in ds.map_batches(profile_block, batch_format="pyarrow", batch_size=None,
+                              num_cpus=task_cpus).to_arrow_refs():
+        for data in ray.get(ref).column("p").to_pylist():
+            prof = prof.merge(Profile.from_bytes(data))
+    return prof
 
 
 def _collect(outputs: list[pa.Table]):
@@ -286,6 +318,7 @@ def _collect(outputs: list[pa.Table]):
     nodes: set[str] = set()
     prof = Profile.empty()
     counts: dict[str, int] = {}
+    cleansed: dict[str, int] = {}
     offset = 0  # index in `data` of the current block's first data file
     for out in outputs:
         # Each block's rows end with its "keys" row; Ray Data may put the
@@ -301,8 +334,11 @@ def _collect(outputs: list[pa.Table]):
             elif kind == "profile":
                 prof = prof.merge(Profile.from_bytes(row["payload"]))
             elif kind == "checks":
-                for k, v in json.loads(row["stats"]).items():
+                stats = json.loads(row["stats"])
+                for k, v in stats["checks"].items():
                     counts[k] = counts.get(k, 0) + v
+                for k, v in stats["cleanse"].items():
+                    cleansed[k] = cleansed.get(k, 0) + v
             else:
                 seen += row["rows"]
                 k = decode_keys(row["payload"])
@@ -311,7 +347,7 @@ def _collect(outputs: list[pa.Table]):
                     keys.append(k.set_column(2, "file", file_no))
                 offset = len(data)
     all_keys = pa.concat_tables(keys) if keys else KEYS_SCHEMA.empty_table()
-    return data, quarantined, all_keys, seen, sorted(nodes), prof, counts
+    return data, quarantined, all_keys, seen, sorted(nodes), prof, counts, cleansed
 
 
 def _judge(lake: Lake, constraints: list[Constraint], counts: dict[str, int], rows: int,
