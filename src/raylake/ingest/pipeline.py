@@ -99,6 +99,7 @@ def ingest_table(
     task_cpus: float = 1.0,
     constraints: Sequence[Constraint] = (),
     profile: bool = False,
+    segment_by: str | None = None,
 ) -> TableResult:
     ingest_cfg = ingest_cfg or IngestConfig()
     name = validate_table_name(tcfg.table or key)
@@ -145,6 +146,7 @@ def ingest_table(
         table=name, columns=tuple(schema.names), partition_by=tuple(tcfg.partition_by),
         run_id=run_id, source_files=tuple(f.path for f in files),
         profile=profile or needs_profile,
+        segment_by=segment_by if profile else None,
         fail_after_write=ingest_cfg.inject_failure == "write",
     )
     try:
@@ -152,7 +154,7 @@ def ingest_table(
         outputs = _read_cast_write(files, spec, specs, list(tcfg.primary_key), target, task_cpus,
                                    constraints, refs, steps)
         result.seconds["read_cast_write"] = round(time.perf_counter() - t1, 3)
-        data, quarantined, keys, seen, nodes, prof, counts, cleansed = _collect(outputs)
+        data, quarantined, keys, seen, nodes, prof, counts, cleansed, segments = _collect(outputs)
         result.cleansing = {"steps": describe_steps(steps), "changed": cleansed}
         result.nodes = nodes
 
@@ -223,6 +225,9 @@ def ingest_table(
                 for d in data:
                     prof = prof.merge(Profile.of(_read_data_file(lake, target, d)))
             save_profiles(lake, name, result.version, {"": prof}, run_id=run_id)
+            if segments and not result.duplicates:
+                save_profiles(lake, name, result.version, segments, segment_column=segment_by,
+                              run_id=run_id)
             result.profiled = True
     except RaylakeError:
         raise
@@ -310,7 +315,8 @@ def _profile_source(files, spec, specs, primary_key: list[str], task_cpus: float
 
 def _collect(outputs: list[pa.Table]):
     """Data files, quarantine files, keys (file indices made global), rows seen, nodes,
-    the merged profile of the good rows, and row-check violation counts."""
+    the merged profile of the good rows, row-check violation counts, cleansing counts,
+    and the merged profile of each segment."""
     data: list[dict] = []
     quarantined: list[dict] = []
     keys: list[pa.Table] = []
@@ -319,6 +325,7 @@ def _collect(outputs: list[pa.Table]):
     prof = Profile.empty()
     counts: dict[str, int] = {}
     cleansed: dict[str, int] = {}
+    segments: dict[str, Profile] = {}
     offset = 0  # index in `data` of the current block's first data file
     for out in outputs:
         # Each block's rows end with its "keys" row; Ray Data may put the
@@ -333,6 +340,10 @@ def _collect(outputs: list[pa.Table]):
                 quarantined.append(row)
             elif kind == "profile":
                 prof = prof.merge(Profile.from_bytes(row["payload"]))
+            elif kind == "segment":
+                part = Profile.from_bytes(row["payload"])
+                segments[row["path"]] = segments[row["path"]].merge(part) \
+                    if row["path"] in segments else part
             elif kind == "checks":
                 stats = json.loads(row["stats"])
                 for k, v in stats["checks"].items():
@@ -347,7 +358,7 @@ def _collect(outputs: list[pa.Table]):
                     keys.append(k.set_column(2, "file", file_no))
                 offset = len(data)
     all_keys = pa.concat_tables(keys) if keys else KEYS_SCHEMA.empty_table()
-    return data, quarantined, all_keys, seen, sorted(nodes), prof, counts, cleansed
+    return data, quarantined, all_keys, seen, sorted(nodes), prof, counts, cleansed, segments
 
 
 def _judge(lake: Lake, constraints: list[Constraint], counts: dict[str, int], rows: int,

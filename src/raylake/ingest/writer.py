@@ -42,7 +42,7 @@ QUARANTINE_SCHEMA = pa.schema(
 
 RESULT_SCHEMA = pa.schema(
     [
-        ("kind", pa.string()),  # data | quarantine | keys | profile
+        ("kind", pa.string()),  # data | quarantine | keys | profile | segment | checks
         ("path", pa.string()),  # relative to the folder written
         ("size", pa.int64()),
         ("partition_values", pa.string()),
@@ -77,6 +77,7 @@ class WriteTarget:
     run_id: str
     source_files: tuple[str, ...]
     profile: bool = False  # profile the good rows in the same pass
+    segment_by: str | None = None  # also one profile per value of this column
     fail_after_write: bool = False
 
 
@@ -127,6 +128,14 @@ def write_block(block: pa.Table, target: WriteTarget) -> pa.Table:
 
         results.append({"kind": "profile", "rows": good.num_rows, "node": node,
                         "payload": Profile.of(good).to_bytes()})
+        if target.segment_by:
+            seg = good.column(target.segment_by)
+            for value in pc.unique(seg).to_pylist():
+                mask = pc.is_null(seg) if value is None else pc.equal(seg, value)
+                part = good.filter(mask)
+                results.append({"kind": "segment", "path": "" if value is None else str(value),
+                                "rows": part.num_rows, "node": node,
+                                "payload": Profile.of(part).to_bytes()})
     results.append({"kind": "keys", "rows": block.num_rows, "node": node, "payload": _ipc(keys)})
     if target.fail_after_write:
         raise RuntimeError("injected failure after writing files (ingest.inject_failure=write)")

@@ -34,6 +34,7 @@ class ColumnSummary:
     quantiles: dict[str, float] = field(default_factory=dict)
     distinct: float | None = None
     frequent: list[tuple[str, int]] = field(default_factory=list)
+    types: dict[str, int] = field(default_factory=dict)  # inferred: integral, fractional, ...
 
     @property
     def null_share(self) -> float:
@@ -103,6 +104,9 @@ class Profile:
             summary.frequent = [(i.value, int(i.est)) for i in items]
             if summary.kind == "empty" and summary.frequent:
                 summary.kind = "categorical"
+        types = col.get_metric("types")
+        if types is not None:
+            summary.types = {k: int(v) for k, v in types.to_summary_dict().items() if v}
         card = col.get_metric("cardinality")
         if card is not None:
             summary.distinct = float(card.hll.value.get_estimate())

@@ -27,6 +27,7 @@ def column_data(profile: Profile, column: str) -> dict[str, Any]:
     out: dict[str, Any] = {
         "name": column, "kind": s.kind, "count": s.count, "nulls": s.nulls,
         "null_share": round(s.null_share, 6), "distinct": round(s.distinct or 0),
+        "types": s.types,
     }
     if s.kind == "numeric":
         out.update(mean=s.mean, stddev=s.stddev, min=s.min, max=s.max, quantiles=s.quantiles,
@@ -195,6 +196,8 @@ def _column_card(col: dict[str, Any]) -> str:
         chart = _hist_svg(col["histogram"]["share"], None, 280, 70)
     elif col["kind"] == "categorical":
         chart = _top_svg(col.get("top", []), None, 280)
+    if col.get("types"):
+        rows.append(("types", ", ".join(f"{k} {v:,}" for k, v in col["types"].items())))
     stats = "".join(f"<dt>{k}</dt><dd>{v if isinstance(v, str) else _fmt(v)}</dd>" for k, v in rows)
     return (f"<div class='card'><h3>{html.escape(col['name'])}</h3>"
             f"<div class='kind'>{col['kind']}</div><dl class='stats'>{stats}</dl>{chart}</div>")

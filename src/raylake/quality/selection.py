@@ -7,6 +7,8 @@ so a selection from a command line or a request can never run code.
 from __future__ import annotations
 
 import ast
+import datetime as dt
+import re
 from typing import Any
 
 import pyarrow.compute as pc
@@ -64,8 +66,15 @@ def _expr(node: ast.AST) -> pc.Expression:
     raise ValueError(f"unsupported expression {ast.dump(node)[:60]}")
 
 
+_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$")
+
+
 def _value(node: ast.AST) -> Any:
     if isinstance(node, ast.Constant):
+        if isinstance(node.value, str) and _ISO.match(node.value):
+            # A time window: "time_hour >= '2013-07-01'" (UTC unless an offset is given).
+            when = dt.datetime.fromisoformat(node.value.replace("Z", "+00:00"))
+            return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
         return node.value
     if isinstance(node, (ast.List, ast.Tuple)):
         return [_value(v) for v in node.elts]

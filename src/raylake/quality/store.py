@@ -66,3 +66,14 @@ def stored_versions(lake: Lake, table: str) -> list[int]:
         return []
     rows = lake.read(PROFILES_TABLE, columns=["table", "version"], system=True)
     return sorted(set(rows.filter(pc.equal(rows["table"], table)).column("version").to_pylist()))
+
+
+def versions_between(lake: Lake, table: str, start: dt.datetime | None = None,
+                     end: dt.datetime | None = None) -> list[int]:
+    """Versions of ``table`` committed in [start, end): a time window for load_profile."""
+    out = []
+    for entry in lake.history(table):
+        ts = entry["timestamp"]
+        if ts is not None and (start is None or ts >= start) and (end is None or ts < end):
+            out.append(int(entry["version"]))
+    return sorted(out)
