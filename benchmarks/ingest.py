@@ -99,9 +99,11 @@ def run_baseline(lake_root: Path, source: Path, schema: pa.Schema, run: int) -> 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--copies", type=int, default=10)
-    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--profile", action="store_true",
                    help="also time raylake with same-pass whylogs profiling (printed, not in the ratio)")
+    p.add_argument("--cpus", type=int, default=os.cpu_count(),
+                   help="CPUs Ray may use (to see raylake scale with cores)")
     p.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "raylake-bench-ingest"))
     args = p.parse_args()
 
@@ -117,7 +119,7 @@ def main() -> None:
     tcfg = flights_config(source)
     schema = declared_schema(column_specs(tcfg.columns, "flights"))
 
-    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     import logging
@@ -126,7 +128,7 @@ def main() -> None:
     # Warm Ray: start a worker per core and import raylake in each, once.
     warm_src = work / "warm-source"
     warm_src.mkdir(exist_ok=True)
-    for p in sorted(source.glob("*.parquet"))[: os.cpu_count() or 2]:
+    for p in sorted(source.glob("*.parquet"))[: max(args.cpus, 1)]:
         target = warm_src / p.name
         if not target.exists():
             pq.write_table(pq.read_table(p).slice(0, 20_000), target)
@@ -142,7 +144,7 @@ def main() -> None:
         print(f"raylake with same-pass profiling: {rows / prof_s:,.0f} rows/s")
     ray.shutdown()
     ours_rps, base_rps = rows / min(ours), rows / min(base)
-    print(f"cores: {os.cpu_count()}, rows: {rows:,}, best of {args.repeats}")
+    print(f"cores: {os.cpu_count()} (Ray uses {args.cpus}), rows: {rows:,}, best of {args.repeats}")
     print(f"ingest: raylake {ours_rps:,.0f} rows/s, baseline {base_rps:,.0f} rows/s, "
           f"ratio {ours_rps / base_rps:.2f}")
 
