@@ -177,6 +177,45 @@ class QualityConfig:
 
 
 @dataclass
+class EntityConfig:
+    join_keys: list[str] = field(default_factory=list)
+    description: str = ""
+
+
+@dataclass
+class FeatureConfig:
+    type: str = "float64"
+    description: str = ""
+
+
+@dataclass
+class FeatureViewConfig:
+    # The lake table the features are read from, and optionally its pinned version.
+    source: str = MISSING
+    source_version: Optional[str] = None
+    entities: list[str] = field(default_factory=list)
+    # Event time of each feature row; None for static attributes (always valid).
+    timestamp_field: Optional[str] = None
+    # Breaks ties between rows with the same event time: the larger wins.
+    created_timestamp_column: Optional[str] = None
+    # How old a feature row may be at the entity's time (e.g. 2h, 7d); None: no limit.
+    ttl: Optional[str] = None
+    features: dict[str, FeatureConfig] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    owner: str = ""
+    description: str = ""
+
+
+@dataclass
+class FeaturesConfig:
+    name: str = "none"
+    entities: dict[str, EntityConfig] = field(default_factory=dict)
+    feature_views: dict[str, FeatureViewConfig] = field(default_factory=dict)
+    # name -> ["view" | "view:feature", ...]
+    feature_services: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass
 class ProfileConfig:
     # Profile each ingested table version in the same pass (stored in _profiles).
     on_ingest: bool = True
@@ -214,6 +253,7 @@ class RaylakeConfig:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
     profile: ProfileConfig = field(default_factory=ProfileConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
     # The table (and version: an int, a tag or an ISO timestamp) a job reads,

@@ -1,0 +1,146 @@
+"""Feature definitions (Feast's concepts): entities, feature views, feature services.
+
+Definitions come from config (``conf/features/``); :func:`resolve` checks them
+against each other and, given a lake, against the source tables (missing
+column, wrong type) with errors that say what to fix.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from raylake.errors import ConfigError, did_you_mean
+from raylake.ingest.types import arrow_type
+from raylake.quality.constraints import parse_age
+
+
+@dataclass(frozen=True)
+class Entity:
+    name: str
+    join_keys: tuple[str, ...]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class FeatureView:
+    name: str
+    source: str
+    join_keys: tuple[str, ...]
+    features: tuple[tuple[str, pa.DataType], ...]
+    timestamp_field: str | None = None
+    created_timestamp_column: str | None = None
+    ttl: dt.timedelta | None = None
+    source_version: str | None = None
+    tags: tuple[tuple[str, str], ...] = ()
+    owner: str = ""
+    description: str = ""
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f for f, _ in self.features]
+
+
+@dataclass
+class Registry:
+    entities: dict[str, Entity] = field(default_factory=dict)
+    views: dict[str, FeatureView] = field(default_factory=dict)
+    services: dict[str, list[str]] = field(default_factory=dict)
+
+    def view(self, name: str) -> FeatureView:
+        if name not in self.views:
+            raise ConfigError(
+                f"No feature view {name!r}.{did_you_mean(name, self.views)} "
+                f"Views: {', '.join(self.views) or 'none'} (conf/features/)."
+            )
+        return self.views[name]
+
+    def select(self, features: Sequence[str] | str) -> dict[str, list[str]]:
+        """``["view:feature", "view", ...]`` or a feature service name -> {view: [features]}."""
+        if isinstance(features, str):
+            if features not in self.services:
+                raise ConfigError(
+                    f"No feature service {features!r}.{did_you_mean(features, self.services)} "
+                    f"Services: {', '.join(self.services) or 'none'}."
+                )
+            features = self.services[features]
+        out: dict[str, list[str]] = {}
+        for ref in features:
+            view_name, _, feat = ref.partition(":")
+            view = self.view(view_name)
+            wanted = [feat] if feat else view.feature_names
+            for f in wanted:
+                if f not in view.feature_names:
+                    raise ConfigError(
+                        f"Feature view {view_name!r} has no feature {f!r}."
+                        f"{did_you_mean(f, view.feature_names)} Its features: "
+                        f"{', '.join(view.feature_names)}."
+                    )
+                out.setdefault(view_name, [])
+                if f not in out[view_name]:
+                    out[view_name].append(f)
+        return out
+
+
+def resolve(cfg: Any) -> Registry:
+    """Definitions from a ``FeaturesConfig``, checked against each other."""
+    reg = Registry()
+    for name, e in cfg.entities.items():
+        if not e.join_keys:
+            raise ConfigError(f"Entity {name!r} needs join_keys.")
+        reg.entities[name] = Entity(name, tuple(e.join_keys), e.description)
+    for name, v in cfg.feature_views.items():
+        keys: list[str] = []
+        for ent in v.entities:
+            if ent not in reg.entities:
+                raise ConfigError(
+                    f"Feature view {name!r} names entity {ent!r}, which is not defined."
+                    f"{did_you_mean(ent, reg.entities)}"
+                )
+            keys += list(reg.entities[ent].join_keys)
+        if not v.features:
+            raise ConfigError(f"Feature view {name!r} declares no features.")
+        feats = tuple((f, arrow_type(c.type, f"{name}.{f}")) for f, c in v.features.items())
+        reg.views[name] = FeatureView(
+            name=name, source=v.source, join_keys=tuple(keys), features=feats,
+            timestamp_field=v.timestamp_field, created_timestamp_column=v.created_timestamp_column,
+            ttl=parse_age(v.ttl) if v.ttl else None, source_version=v.source_version,
+            tags=tuple(sorted(v.tags.items())), owner=v.owner, description=v.description,
+        )
+    for name, refs in cfg.feature_services.items():
+        reg.services[name] = list(refs)
+        reg.select(name)  # every reference must resolve
+    return reg
+
+
+def check_against_lake(reg: Registry, lake: Any) -> list[dict[str, Any]]:
+    """Each view's source exists and has its keys, times and features with the declared
+    types; returns what was checked (table and version per view)."""
+    checked = []
+    for view in reg.views.values():
+        dtab = lake.table(view.source, view.source_version)
+        schema = pa.schema(dtab.schema().to_arrow())
+        types = {f.name: f.type for f in schema}
+        problems = []
+        for col in [*view.join_keys, view.timestamp_field, view.created_timestamp_column]:
+            if col and col not in types:
+                problems.append(f"column {col!r} is missing{did_you_mean(col, types)}")
+        for col in (view.timestamp_field, view.created_timestamp_column):
+            if col and col in types and not pa.types.is_timestamp(types[col]):
+                problems.append(f"column {col!r} is {types[col]}, not a timestamp")
+        for f, t in view.features:
+            if f not in types:
+                problems.append(f"feature {f!r} is missing{did_you_mean(f, types)}")
+            elif types[f] != t:
+                problems.append(f"feature {f!r} is {types[f]} in {view.source!r}, declared {t}")
+        if problems:
+            raise ConfigError(
+                f"Feature view {view.name!r} does not match table {view.source!r}: "
+                f"{'; '.join(problems)}. Fix conf/features/ or the table."
+            )
+        checked.append({"view": view.name, "table": view.source, "version": dtab.version()})
+    return checked
