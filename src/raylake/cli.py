@@ -32,6 +32,10 @@ JOBS: dict[str, Job] = {
     "profile": Job("raylake.quality.jobs:profile", "profile a table version with whylogs actors"),
     "drift": Job("raylake.quality.jobs:drift", "compare two selections or versions of a table"),
     "validate": Job("raylake.quality.jobs:validate", "check a table version against its constraints"),
+    "features-apply": Job("raylake.features.jobs:apply",
+                          "check feature definitions against the lake, record them (`raylake features apply`)"),
+    "training-set": Job("raylake.features.jobs:training_set",
+                        "point-in-time correct training set from the feature store into the lake"),
     "quality-report": Job("raylake.quality.jobs:quality_report",
                           "JSON + HTML report: summaries, constraints, drift (`raylake quality report`)"),
 }
@@ -77,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command, rest = args[0], args[1:]
     if command == "quality" and rest[:1] == ["report"]:
         command, rest = "quality-report", rest[1:]
+    if command == "features" and rest[:1] == ["apply"]:
+        command, rest = "features-apply", rest[1:]
     try:
         if command in JOBS:
             return run_job(command, rest)

@@ -216,6 +216,26 @@ class FeaturesConfig:
 
 
 @dataclass
+class TrainingSetConfig:
+    # The entity rows: a lake table (pinned to a version if given) and its columns.
+    entity_table: str = "flights"
+    entity_version: Optional[str] = None
+    entity_columns: list[str] = field(default_factory=list)
+    event_timestamp_column: str = "time_hour"
+    # The label: a selection that is true or false per row ("dep_delay > 15").
+    label_name: str = "label"
+    label: Optional[str] = None
+    drop_null_label: bool = True
+    # Entity columns needed for the label but not to be learned from (leakage).
+    drop_columns: list[str] = field(default_factory=list)
+    # A feature service name, or a list of "view" / "view:feature".
+    features: list[str] = field(default_factory=list)
+    feature_service: Optional[str] = None
+    full_feature_names: bool = True
+    output_table: str = "training/flights_delay"
+
+
+@dataclass
 class ProfileConfig:
     # Profile each ingested table version in the same pass (stored in _profiles).
     on_ingest: bool = True
@@ -254,6 +274,7 @@ class RaylakeConfig:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    training_set: TrainingSetConfig = field(default_factory=TrainingSetConfig)
     profile: ProfileConfig = field(default_factory=ProfileConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
     # The table (and version: an int, a tag or an ISO timestamp) a job reads,

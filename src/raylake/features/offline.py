@@ -148,9 +148,13 @@ def _split(block: pa.Table, keys: list[str], parts: int):
 def _join(view: FeatureView, feats: list[str], names: dict[str, str], ts_col: str,
           entity_parts: list, *feature_parts: pa.Table) -> pa.Table:
     # A list argument's refs are not resolved by Ray; the varargs ones are.
-    ent = [t for t in ray.get(list(entity_parts)) if t.num_rows]
-    if not ent:
-        return pa.table({})
+    parts = ray.get(list(entity_parts))
+    ent = [t for t in parts if t.num_rows]
+    if not ent:  # an empty partition keeps the schema, with the new columns as nulls
+        empty = parts[0] if parts else pa.table({})
+        for feat in feats:
+            empty = empty.append_column(names[feat], pa.nulls(0, dict(view.features)[feat]))
+        return empty
     e = pa.concat_tables(ent, promote_options="permissive").to_pandas()
     fs = [t for t in feature_parts if t.num_rows]
     cols = [*view.join_keys, *(c for c in (view.timestamp_field, view.created_timestamp_column) if c),
@@ -159,6 +163,10 @@ def _join(view: FeatureView, feats: list[str], names: dict[str, str], ts_col: st
         {c: pd.Series(dtype="object") for c in cols})
     out = join_frames(e, f, view, feats, names, ts_col)
     table = pa.Table.from_pandas(out, preserve_index=False)
+    # Back to the entity columns' own types (pandas made times nanoseconds).
+    for fld in ent[0].schema:
+        idx = table.schema.get_field_index(fld.name)
+        table = table.set_column(idx, fld.name, _as_type(table.column(idx), fld.type))
     for feat in feats:
         want = dict(view.features)[feat]
         name = names[feat]

@@ -1,0 +1,8 @@
+"""Check feature definitions against the lake and record them: python jobs/features_apply.py"""
+
+import sys
+
+from raylake.cli import run_job
+
+if __name__ == "__main__":
+    sys.exit(run_job("features-apply", sys.argv[1:]))
