@@ -36,6 +36,10 @@ JOBS: dict[str, Job] = {
                           "check feature definitions against the lake, record them (`raylake features apply`)"),
     "training-set": Job("raylake.features.jobs:training_set",
                         "point-in-time correct training set from the feature store into the lake"),
+    "materialize": Job("raylake.features.jobs:materialize_job",
+                       "latest feature values into the online store (materialize.start/end)"),
+    "materialize-incremental": Job("raylake.features.jobs:materialize_incremental",
+                                   "materialize from each view's last end up to now"),
     "quality-report": Job("raylake.quality.jobs:quality_report",
                           "JSON + HTML report: summaries, constraints, drift (`raylake quality report`)"),
 }

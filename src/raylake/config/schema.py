@@ -216,6 +216,25 @@ class FeaturesConfig:
 
 
 @dataclass
+class OnlineStoreConfig:
+    # sqlite (embedded default) or redis. Secrets (REDIS_PASSWORD) come from the environment.
+    type: str = "sqlite"
+    path: Optional[str] = None  # sqlite file; None: <lake.root>/_online/online.db
+    host: str = "127.0.0.1"
+    port: int = 6379
+    db: int = 0
+    prefix: str = "raylake:"
+
+
+@dataclass
+class MaterializeConfig:
+    # ISO times; start None = from the beginning, end None = now.
+    start: Optional[str] = None
+    end: Optional[str] = None
+    views: list[str] = field(default_factory=list)
+
+
+@dataclass
 class TrainingSetConfig:
     # The entity rows: a lake table (pinned to a version if given) and its columns.
     entity_table: str = "flights"
@@ -275,6 +294,8 @@ class RaylakeConfig:
     quality: QualityConfig = field(default_factory=QualityConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     training_set: TrainingSetConfig = field(default_factory=TrainingSetConfig)
+    online: OnlineStoreConfig = field(default_factory=OnlineStoreConfig)
+    materialize: MaterializeConfig = field(default_factory=MaterializeConfig)
     profile: ProfileConfig = field(default_factory=ProfileConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
     # The table (and version: an int, a tag or an ISO timestamp) a job reads,

@@ -24,6 +24,7 @@ from raylake.quality.selection import parse_selection
 from raylake.runtime import ensure_ray
 
 REGISTRY_TABLE = "_feature_registry"
+MATERIALIZATIONS_TABLE = "_materializations"
 
 
 def apply(cfg: DictConfig, *, echo: Any = print) -> dict[str, Any]:
@@ -103,6 +104,77 @@ def training_set(cfg: DictConfig, *, echo: Any = print) -> dict[str, Any]:
                                            for v in job.views)
          + (" (already built from these versions)" if skipped else ""))
     return {"run_id": run.run_id, "version": version, "rows": rows, "views": job.views}
+
+
+def store_settings(conf: Any, lake: Lake) -> tuple[str, dict[str, Any]]:
+    o = conf.online
+    if o.type == "sqlite":
+        if not lake.storage.local and not o.path:
+            raise ConfigError("The sqlite online store needs a local online.path when the lake is remote.")
+        return "sqlite", {"path": o.path or f"{lake.root}/_online/online.db"}
+    return o.type, {"host": o.host, "port": o.port, "db": o.db, "prefix": o.prefix}
+
+
+def materialize_job(cfg: DictConfig, *, echo: Any = print, incremental: bool = False) -> dict[str, Any]:
+    """``raylake materialize materialize.start=... materialize.end=...``, or
+    ``raylake materialize-incremental`` (from each view's last end to now)."""
+    import datetime as dt
+
+    from raylake.features.online.materialize import materialize
+    from raylake.lake.tables import parse_version_ref
+
+    conf = to_config(cfg)
+    lake = Lake.from_config(conf.lake)
+    ensure_ray(conf.ray)
+    reg = resolve(conf.features)
+    m = conf.materialize
+    end = _when(m.end, parse_version_ref) or dt.datetime.now(dt.timezone.utc)
+    views = list(m.views) or list(reg.views)
+    store = store_settings(conf, lake)
+    resolved_cfg = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else {}
+    job = "materialize-incremental" if incremental else "materialize"
+    with RunRecorder(lake, job, resolved_cfg) as run:
+        last = _last_ends(lake) if incremental else {}
+        results = {}
+        for view in views:
+            start = last.get(view) if incremental else _when(m.start, parse_version_ref)
+            results.update(materialize(lake, reg, store, start, end, [view]))
+        rows = [{"view": v, "start": None if incremental and v not in last else str(last.get(v) or m.start),
+                 "end": end.isoformat(), "table": r["table"], "version": r["version"],
+                 "rows": r["rows"], "run_id": run.run_id} for v, r in results.items()]
+        write_table(lake, MATERIALIZATIONS_TABLE, pa.Table.from_pylist(rows), system=True,
+                    run_id=run.run_id, job=job)
+        for v, r in results.items():
+            run.add_input(table=r["table"], version=r["version"], view=v)
+        run.add_output(online_store=store[0], views=results, end=end.isoformat())
+    echo(f"{job} into {store[0]} up to {end.isoformat()}: " + ", ".join(
+        f"{v} {r['rows']:,} rows ({r['table']}@{r['version']})" for v, r in results.items()))
+    return {"run_id": run.run_id, "views": results, "end": end}
+
+
+def materialize_incremental(cfg: DictConfig, *, echo: Any = print) -> dict[str, Any]:
+    return materialize_job(cfg, echo=echo, incremental=True)
+
+
+def _when(text: str | None, parse) -> Any:
+    if not text:
+        return None
+    when = parse(text)
+    if not hasattr(when, "tzinfo"):
+        raise ConfigError(f"{text!r} is not an ISO time; write e.g. 2013-07-01T00:00:00Z.")
+    return when
+
+
+def _last_ends(lake: Lake) -> dict[str, Any]:
+    import datetime as dt
+
+    if not lake.exists(MATERIALIZATIONS_TABLE, system=True):
+        return {}
+    ends: dict[str, Any] = {}
+    for row in lake.read(MATERIALIZATIONS_TABLE, system=True).to_pylist():
+        when = dt.datetime.fromisoformat(row["end"])
+        ends[row["view"]] = max(ends.get(row["view"], when), when)
+    return ends
 
 
 def _with_label(ds: ray.data.Dataset, name: str, label: str, drop_null: bool) -> ray.data.Dataset:

@@ -1,0 +1,8 @@
+"""Online store: python jobs/materialize_incremental.py [overrides] (see docs/features.md)"""
+
+import sys
+
+from raylake.cli import run_job
+
+if __name__ == "__main__":
+    sys.exit(run_job("materialize-incremental", sys.argv[1:]))

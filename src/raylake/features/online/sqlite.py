@@ -1,0 +1,72 @@
+"""SQLite online store: the embedded default, one file, safe for concurrent writers."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from raylake.features.online.base import OnlineStore
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS features (
+    key TEXT PRIMARY KEY,
+    view TEXT NOT NULL,
+    event_ts REAL NOT NULL,
+    created REAL NOT NULL,
+    payload TEXT NOT NULL
+)
+"""
+_UPSERT = """
+INSERT INTO features (key, view, event_ts, created, payload) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT(key) DO UPDATE SET event_ts = excluded.event_ts, created = excluded.created,
+    payload = excluded.payload
+WHERE (excluded.event_ts, excluded.created) >= (features.event_ts, features.created)
+"""
+
+
+class SqliteStore(OnlineStore):
+    def __init__(self, path: str = "online.db", **_: Any) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._local = threading.local()
+        with self._conn() as conn:
+            conn.execute(_SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            self._local.conn = conn
+        return conn
+
+    def write(self, rows: Sequence[tuple[str, float, float, dict[str, Any]]]) -> int:
+        conn = self._conn()
+        with conn:
+            conn.executemany(_UPSERT, [(k, k.split("|", 1)[0], ts, created, json.dumps(v, default=str))
+                                       for k, ts, created, v in rows])
+        return len(rows)
+
+    def get(self, keys: Sequence[str]) -> list[tuple[float, dict[str, Any]] | None]:
+        found: dict[str, tuple[float, dict[str, Any]]] = {}
+        conn = self._conn()
+        for i in range(0, len(keys), 500):
+            chunk = list(keys[i : i + 500])
+            marks = ",".join("?" * len(chunk))
+            for key, ts, payload in conn.execute(
+                f"SELECT key, event_ts, payload FROM features WHERE key IN ({marks})", chunk
+            ):
+                found[key] = (ts, json.loads(payload))
+        return [found.get(k) for k in keys]
+
+    def teardown(self, view: str | None = None) -> None:
+        conn = self._conn()
+        with conn:
+            if view is None:
+                conn.execute("DELETE FROM features")
+            else:
+                conn.execute("DELETE FROM features WHERE view = ?", (view,))
