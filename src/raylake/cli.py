@@ -40,6 +40,8 @@ JOBS: dict[str, Job] = {
                        "latest feature values into the online store (materialize.start/end)"),
     "materialize-incremental": Job("raylake.features.jobs:materialize_incremental",
                                    "materialize from each view's last end up to now"),
+    "serve-features": Job("raylake.features.server:serve_features",
+                          "the HTTP feature server on Ray Serve (Feast's API)"),
     "quality-report": Job("raylake.quality.jobs:quality_report",
                           "JSON + HTML report: summaries, constraints, drift (`raylake quality report`)"),
 }

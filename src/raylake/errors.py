@@ -68,3 +68,7 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str:
 
 class ValidationError(RaylakeError):
     """A table version breaks a constraint whose policy is ``fail``."""
+
+
+class FeatureNotFoundError(ConfigError, LookupError):
+    """A feature, feature view or feature service is not defined."""

@@ -179,6 +179,8 @@ class QualityConfig:
 @dataclass
 class EntityConfig:
     join_keys: list[str] = field(default_factory=list)
+    # The type of the join keys' values (string, int64, ...): requests are checked against it.
+    value_type: str = "string"
     description: str = ""
 
 
@@ -213,6 +215,17 @@ class FeaturesConfig:
     feature_views: dict[str, FeatureViewConfig] = field(default_factory=dict)
     # name -> ["view" | "view:feature", ...]
     feature_services: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass
+class FeatureServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 6566
+    min_replicas: int = 1
+    max_replicas: int = 2
+    target_ongoing_requests: float = 8.0
+    replica_cpus: float = 0.25
+    max_batch: int = 1000  # entity rows per request; more gets a 413
 
 
 @dataclass
@@ -295,6 +308,7 @@ class RaylakeConfig:
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     training_set: TrainingSetConfig = field(default_factory=TrainingSetConfig)
     online: OnlineStoreConfig = field(default_factory=OnlineStoreConfig)
+    feature_server: FeatureServerConfig = field(default_factory=FeatureServerConfig)
     materialize: MaterializeConfig = field(default_factory=MaterializeConfig)
     profile: ProfileConfig = field(default_factory=ProfileConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from raylake.errors import ConfigError, did_you_mean
+from raylake.errors import ConfigError, FeatureNotFoundError, did_you_mean
 from raylake.ingest.types import arrow_type
 from raylake.quality.constraints import parse_age
 
@@ -23,6 +23,7 @@ from raylake.quality.constraints import parse_age
 class Entity:
     name: str
     join_keys: tuple[str, ...]
+    value_type: str = "string"
     description: str = ""
 
 
@@ -51,9 +52,13 @@ class Registry:
     views: dict[str, FeatureView] = field(default_factory=dict)
     services: dict[str, list[str]] = field(default_factory=dict)
 
+    def key_types(self) -> dict[str, str]:
+        """Join key -> declared value type, over all entities."""
+        return {k: e.value_type for e in self.entities.values() for k in e.join_keys}
+
     def view(self, name: str) -> FeatureView:
         if name not in self.views:
-            raise ConfigError(
+            raise FeatureNotFoundError(
                 f"No feature view {name!r}.{did_you_mean(name, self.views)} "
                 f"Views: {', '.join(self.views) or 'none'} (conf/features/)."
             )
@@ -63,7 +68,7 @@ class Registry:
         """``["view:feature", "view", ...]`` or a feature service name -> {view: [features]}."""
         if isinstance(features, str):
             if features not in self.services:
-                raise ConfigError(
+                raise FeatureNotFoundError(
                     f"No feature service {features!r}.{did_you_mean(features, self.services)} "
                     f"Services: {', '.join(self.services) or 'none'}."
                 )
@@ -75,7 +80,7 @@ class Registry:
             wanted = [feat] if feat else view.feature_names
             for f in wanted:
                 if f not in view.feature_names:
-                    raise ConfigError(
+                    raise FeatureNotFoundError(
                         f"Feature view {view_name!r} has no feature {f!r}."
                         f"{did_you_mean(f, view.feature_names)} Its features: "
                         f"{', '.join(view.feature_names)}."
@@ -92,7 +97,8 @@ def resolve(cfg: Any) -> Registry:
     for name, e in cfg.entities.items():
         if not e.join_keys:
             raise ConfigError(f"Entity {name!r} needs join_keys.")
-        reg.entities[name] = Entity(name, tuple(e.join_keys), e.description)
+        arrow_type(e.value_type, f"entity {name}")
+        reg.entities[name] = Entity(name, tuple(e.join_keys), e.value_type, e.description)
     for name, v in cfg.feature_views.items():
         keys: list[str] = []
         for ent in v.entities:

@@ -1,0 +1,8 @@
+"""The HTTP feature server on Ray Serve: python jobs/serve_features.py [overrides]"""
+
+import sys
+
+from raylake.cli import run_job
+
+if __name__ == "__main__":
+    sys.exit(run_job("serve-features", sys.argv[1:]))

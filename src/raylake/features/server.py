@@ -1,0 +1,232 @@
+"""The feature server: Feast's HTTP API on Ray Serve, over raylake's online store.
+
+``POST /get-online-features`` takes and returns Feast's JSON, so Feast's HTTP
+clients work unchanged; ``POST /push`` writes rows to the online store (and,
+with ``"to": "online_and_offline"``, appends them to the view's lake table);
+``GET /health``. A bad request gets a 4xx whose message says what is wrong;
+the replica stays healthy. Autoscaling comes from ``feature_server`` config.
+"""
+
+# No `from __future__ import annotations` here: FastAPI must see the real
+# `Request` annotation, not a string, or it reads the argument as a query parameter.
+import json
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from ray import serve
+
+from raylake.errors import RaylakeError
+
+app = FastAPI(title="raylake feature server")
+
+_TYPES = {
+    "string": (str,), "int8": (int,), "int16": (int,), "int32": (int,), "int64": (int,),
+    "float32": (int, float), "float64": (int, float), "bool": (bool,),
+}
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+async def _json(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    try:
+        body = json.loads(raw or b"")
+    except ValueError as exc:
+        raise BadRequest(400, f"The body is not JSON: {exc}.") from exc
+    if not isinstance(body, dict):
+        raise BadRequest(400, "The body must be a JSON object.")
+    return body
+
+
+def _status(exc: Exception) -> int:
+    return 404 if isinstance(exc, LookupError) else 422
+
+
+def _rows(df: Any) -> list[dict[str, Any]]:
+    """Feast's push ``df``: columns {name: [values]} (or a list of row objects)."""
+    if isinstance(df, list) and all(isinstance(r, dict) for r in df):
+        return df
+    if isinstance(df, dict) and df and all(isinstance(v, list) for v in df.values()):
+        sizes = {len(v) for v in df.values()}
+        if len(sizes) != 1:
+            raise BadRequest(422, "Every column of 'df' needs the same number of values.")
+        n = sizes.pop()
+        return [{k: v[i] for k, v in df.items()} for i in range(n)]
+    raise BadRequest(400, "Give 'df' as {column: [values]} or a list of row objects.")
+
+
+def _parse_time(v: Any):
+    import datetime as dt
+
+    if isinstance(v, (int, float)):
+        return dt.datetime.fromtimestamp(v, dt.timezone.utc)
+    try:
+        when = dt.datetime.fromisoformat(str(v).replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise BadRequest(422, f"{v!r} is not an ISO time.") from exc
+    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+
+
+def _epoch(v: Any) -> float:
+    return _parse_time(v).timestamp()
+
+
+# Defined after the helpers: Serve serializes the class when it is decorated.
+@serve.deployment
+@serve.ingress(app)
+class FeatureServer:
+    def __init__(self, features: dict[str, Any], store: tuple[str, dict[str, Any]],
+                 lake_root: str, lake_options: dict[str, str], max_batch: int) -> None:
+        from omegaconf import OmegaConf
+
+        from raylake.config.schema import FeaturesConfig
+        from raylake.features.definitions import resolve
+        from raylake.features.online import open_store
+        from raylake.lake import Lake, Storage
+
+        cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(FeaturesConfig), features))
+        self.registry = resolve(cfg)
+        self.store = open_store(store[0], **store[1])
+        self.lake = Lake(Storage.from_config(lake_root, lake_options))
+        self.max_batch = max_batch
+
+    @app.get("/health")
+    def health(self) -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/get-online-features")
+    async def get_online_features(self, request: Request) -> JSONResponse:
+        from raylake.features.online.lookup import get_online_features
+
+        try:
+            body = await _json(request)
+            features = body.get("feature_service") or body.get("features")
+            if not features:
+                raise BadRequest(400, "Give 'features': ['view:feature', ...] or 'feature_service'.")
+            entities = body.get("entities")
+            self._check_entities(entities)
+            result = get_online_features(self.store, self.registry, features, entities,
+                                         full_feature_names=bool(body.get("full_feature_names")))
+            return JSONResponse(result)
+        except BadRequest as exc:
+            return JSONResponse({"error": str(exc)}, status_code=exc.status)
+        except RaylakeError as exc:  # unknown feature, view or service (404), missing keys (422)
+            return JSONResponse({"error": str(exc)}, status_code=_status(exc))
+
+    @app.post("/push")
+    async def push(self, request: Request) -> JSONResponse:
+        import datetime as dt
+
+        import pyarrow as pa
+
+        from raylake.features.online.base import entity_key
+
+        try:
+            body = await _json(request)
+            name = body.get("feature_view") or body.get("push_source_name")
+            view = self.registry.view(name or "")
+            rows = _rows(body.get("df"))
+            if len(rows) > self.max_batch:
+                raise BadRequest(413, f"{len(rows)} rows is over the limit of {self.max_batch}.")
+            to = body.get("to", "online")
+            if to not in ("online", "offline", "online_and_offline"):
+                raise BadRequest(422, f"'to' is {to!r}; use online, offline or online_and_offline.")
+            needed = [*view.join_keys, *([view.timestamp_field] if view.timestamp_field else [])]
+            for r in rows:
+                missing = [c for c in needed if r.get(c) is None]
+                if missing:
+                    raise BadRequest(422, f"Every pushed row needs {needed}; a row lacks {missing}.")
+            if to != "offline":
+                out = []
+                for r in rows:
+                    ts = _epoch(r[view.timestamp_field]) if view.timestamp_field else 0.0
+                    out.append((entity_key(view.name, view.join_keys, [r[k] for k in view.join_keys]),
+                                ts, dt.datetime.now(dt.timezone.utc).timestamp(),
+                                {f: r.get(f) for f in view.feature_names}))
+                self.store.write(out)
+            if to != "online":
+                self._append_offline(view, rows, pa)
+            return JSONResponse({"status": "ok", "rows": len(rows), "to": to})
+        except BadRequest as exc:
+            return JSONResponse({"error": str(exc)}, status_code=exc.status)
+        except RaylakeError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=_status(exc))
+
+    def _check_entities(self, entities: Any) -> None:
+        if not isinstance(entities, dict) or not entities:
+            raise BadRequest(400, "Give 'entities': {\"join_key\": [values, ...]}.")
+        types = self.registry.key_types()
+        for key, values in entities.items():
+            if key not in types:
+                raise BadRequest(422, f"Unknown entity key {key!r}; known keys: {sorted(types)}.")
+            if not isinstance(values, list):
+                raise BadRequest(400, f"entities.{key} must be a list of values.")
+            if len(values) > self.max_batch:
+                raise BadRequest(413, f"{len(values)} entity rows is over the limit of {self.max_batch}.")
+            allowed = _TYPES.get(types[key], (str, int, float))
+            for v in values:
+                if v is not None and (not isinstance(v, allowed) or (
+                        isinstance(v, bool) and bool not in allowed)):
+                    raise BadRequest(422, f"entities.{key} holds {v!r} ({type(v).__name__}); "
+                                          f"{key} is {types[key]}.")
+
+    def _append_offline(self, view, rows: list[dict[str, Any]], pa) -> None:
+        from raylake.lake.commit import write_table
+
+        dtab = self.lake.table(view.source)
+        schema = pa.schema(dtab.schema().to_arrow())
+        cols = {}
+        for f in schema:
+            values = [r.get(f.name) for r in rows]
+            if not f.nullable and any(v is None for v in values):
+                raise BadRequest(422, f"Column {f.name!r} of {view.source!r} may not be null; "
+                                      "push it with every row.")
+            if pa.types.is_timestamp(f.type):
+                values = [None if v is None else _parse_time(v) for v in values]
+            try:
+                cols[f.name] = pa.array(values, f.type)
+            except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+                raise BadRequest(422, f"Column {f.name!r}: {exc}") from exc
+        write_table(self.lake, view.source, pa.table(cols, schema=schema), job="push")
+
+
+def build_app(conf: Any, lake: Any, store: tuple[str, dict[str, Any]]):
+    """The Serve application with autoscaling and resources from ``conf.feature_server``."""
+    from dataclasses import asdict
+
+    fs = conf.feature_server
+    deployment = FeatureServer.options(
+        autoscaling_config={"min_replicas": fs.min_replicas, "max_replicas": fs.max_replicas,
+                            "target_ongoing_requests": fs.target_ongoing_requests},
+        ray_actor_options={"num_cpus": fs.replica_cpus},
+    )
+    return deployment.bind(asdict(conf.features), store, lake.root, dict(lake.storage.options),
+                           fs.max_batch)
+
+
+def serve_features(cfg: Any, *, echo: Any = print, blocking: bool = True) -> Any:
+    """``raylake serve-features``: run the feature server until stopped."""
+    from raylake.config.loader import to_config
+    from raylake.features.jobs import store_settings
+    from raylake.lake import Lake
+    from raylake.runtime import ensure_ray
+
+    conf = to_config(cfg)
+    lake = Lake.from_config(conf.lake)
+    ensure_ray(conf.ray)
+    serve.start(http_options={"host": conf.feature_server.host, "port": conf.feature_server.port})
+    handle = serve.run(build_app(conf, lake, store_settings(conf, lake)), name="features",
+                       route_prefix="/", blocking=False)
+    echo(f"feature server on http://{conf.feature_server.host}:{conf.feature_server.port} "
+         "(POST /get-online-features, POST /push, GET /health)")
+    if blocking:
+        import time
+
+        while True:
+            time.sleep(3600)
+    return handle

@@ -1,0 +1,99 @@
+"""The feature server through real HTTP against a running Ray Serve app."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+import requests
+
+from raylake.config.loader import compose_config, to_config
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def server(ray_session, tmp_path_factory):
+    from ray import serve
+
+    from raylake.features.jobs import materialize_job, store_settings
+    from raylake.features.server import build_app
+    from raylake.ingest.job import run as ingest
+    from raylake.lake import Lake
+
+    root = str(tmp_path_factory.mktemp("fs") / "lake")
+    for ds in ("nycflights13_weather", "nycflights13_planes"):
+        ingest(compose_config([f"lake.root={root}", f"dataset={ds}", "profile.on_ingest=false"]),
+               echo=lambda *_: None)
+    materialize_job(compose_config([f"lake.root={root}"], job="materialize"), echo=lambda *_: None)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    conf = to_config(compose_config([f"lake.root={root}", "feature_server.max_batch=50",
+                                     "feature_server.max_replicas=1"], job="serve-features"))
+    lake = Lake.from_config(conf.lake)
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(build_app(conf, lake, store_settings(conf, lake)), name="features", route_prefix="/")
+    yield {"url": f"http://127.0.0.1:{port}", "lake": lake}
+    serve.shutdown()
+
+
+def post(server, path: str, body) -> requests.Response:
+    data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+    return requests.post(server["url"] + path, data=data, timeout=30,
+                         headers={"Content-Type": "application/json"})
+
+
+def test_get_online_features_feast_shape(server):
+    r = post(server, "/get-online-features",
+             {"feature_service": "delay_model",
+              "entities": {"origin": ["JFK", "EWR"], "tailnum": ["N14228", "NOPE"]}})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    names = body["metadata"]["feature_names"]
+    assert names[:2] == ["origin", "tailnum"] and "temp" in names and "seats" in names
+    cols = dict(zip(names, body["results"]))
+    assert cols["seats"]["values"] == [149, None]
+    assert cols["seats"]["statuses"] == ["PRESENT", "NOT_FOUND"]
+    assert set(cols["temp"]["statuses"]) <= {"PRESENT", "OUTSIDE_MAX_AGE"}
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "text"),
+    [
+        (b"{not json", 400, "not JSON"),
+        ({"features": ["weather:tmp"], "entities": {"origin": ["JFK"]}}, 404, "Did you mean 'temp'"),
+        ({"features": ["weather:temp"], "entities": {"origin": [5]}}, 422, "origin is string"),
+        ({"features": ["weather:temp"], "entities": {"origin": ["JFK"] * 51}}, 413, "over the limit"),
+        ({"features": ["weather:temp"]}, 400, "entities"),
+        ({"features": ["weather:temp"], "entities": {"airport": ["JFK"]}}, 422, "Unknown entity key"),
+        ({"features": ["plane:seats"], "entities": {"origin": ["JFK"]}}, 422, "tailnum"),
+    ],
+)
+def test_bad_requests_get_4xx_and_the_server_stays_healthy(server, body, status, text):
+    r = post(server, "/get-online-features", body)
+    assert r.status_code == status, r.text
+    assert text in r.json()["error"]
+    assert requests.get(server["url"] + "/health", timeout=10).json() == {"status": "ok"}
+
+
+def test_push_online_and_offline(server):
+    import datetime as dt
+
+    before = server["lake"].count("weather")
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    # A fresh observation (within the view's 2h TTL when read back now).
+    row = {"origin": ["JFK"], "time_hour": [now.isoformat()], "year": [now.year],
+           "month": [now.month], "day": [now.day], "hour": [now.hour], "temp": [12.5]}
+    r = post(server, "/push", {"feature_view": "weather", "df": row, "to": "online_and_offline"})
+    assert r.status_code == 200, r.text
+    assert server["lake"].count("weather") == before + 1
+    r = post(server, "/get-online-features",
+             {"features": ["weather:temp", "weather:humid"], "entities": {"origin": ["JFK"]}})
+    cols = dict(zip(r.json()["metadata"]["feature_names"], r.json()["results"]))
+    assert cols["temp"]["values"] == [12.5] and cols["humid"]["statuses"] == ["NULL_VALUE"]
+    bad = post(server, "/push", {"feature_view": "weather", "df": {"temp": [1.0]}})
+    assert bad.status_code == 422 and "lacks" in bad.json()["error"]
+    unknown = post(server, "/push", {"feature_view": "wether", "df": row})
+    assert unknown.status_code == 404 and "Did you mean 'weather'" in unknown.json()["error"]
