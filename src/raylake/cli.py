@@ -34,6 +34,8 @@ JOBS: dict[str, Job] = {
     "validate": Job("raylake.quality.jobs:validate", "check a table version against its constraints"),
     "features-apply": Job("raylake.features.jobs:apply",
                           "check feature definitions against the lake, record them (`raylake features apply`)"),
+    "aggregate": Job("raylake.features.jobs:aggregate",
+                     "window aggregations (e.g. a carrier's 7-day mean delay) into lake tables"),
     "training-set": Job("raylake.features.jobs:training_set",
                         "point-in-time correct training set from the feature store into the lake"),
     "materialize": Job("raylake.features.jobs:materialize_job",

@@ -209,10 +209,27 @@ class FeatureViewConfig:
 
 
 @dataclass
+class AggregationConfig:
+    # Rolling aggregates of `column` over `window`, per entity, at every `step`
+    # boundary: row (keys, window_end, <column>_<fn>_<window>) covers events in
+    # [window_end - window, window_end). Written to `output_table` by a Ray job.
+    source: str = MISSING
+    source_version: Optional[str] = None
+    entities: list[str] = field(default_factory=list)
+    timestamp_field: str = MISSING
+    column: str = MISSING
+    functions: list[str] = field(default_factory=lambda: ["mean", "count"])
+    window: str = "7d"
+    step: str = "1d"
+    output_table: str = MISSING
+
+
+@dataclass
 class FeaturesConfig:
     name: str = "none"
     entities: dict[str, EntityConfig] = field(default_factory=dict)
     feature_views: dict[str, FeatureViewConfig] = field(default_factory=dict)
+    aggregations: dict[str, AggregationConfig] = field(default_factory=dict)
     # name -> ["view" | "view:feature", ...]
     feature_services: dict[str, list[str]] = field(default_factory=dict)
 

@@ -106,6 +106,37 @@ def training_set(cfg: DictConfig, *, echo: Any = print) -> dict[str, Any]:
     return {"run_id": run.run_id, "version": version, "rows": rows, "views": job.views}
 
 
+def aggregate(cfg: DictConfig, *, echo: Any = print) -> dict[str, Any]:
+    """``raylake aggregate``: every window aggregation of the feature config into the lake."""
+    from raylake.features.aggregate import compute
+
+    conf = to_config(cfg)
+    lake = Lake.from_config(conf.lake)
+    ensure_ray(conf.ray)
+    reg = resolve(conf.features)
+    aggs = conf.features.aggregations
+    if not aggs:
+        raise ConfigError(f"features={conf.features.name} declares no aggregations.")
+    resolved_cfg = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else {}
+    with RunRecorder(lake, "aggregate", resolved_cfg) as run:
+        results = {}
+        for name, agg in aggs.items():
+            keys = [k for ent in agg.entities for k in reg.entities[ent].join_keys] \
+                if all(e in reg.entities for e in agg.entities) else None
+            if not keys:
+                raise ConfigError(f"Aggregation {name!r} names unknown entities {list(agg.entities)}; "
+                                  f"defined: {sorted(reg.entities)}.")
+            res = compute(lake, name, agg, keys, run.run_id)
+            results[name] = res
+            run.add_input(table=agg.source, version=res["source_version"], aggregation=name)
+            run.add_output(table=res["table"], version=res["version"], rows=res["rows"],
+                           skipped=res["skipped"])
+    for name, r in results.items():
+        echo(f"aggregation {name}: {r['table']}@{r['version']} ({r['rows']:,} rows"
+             + (", unchanged" if r["skipped"] else "") + ")")
+    return {"run_id": run.run_id, "results": results}
+
+
 def store_settings(conf: Any, lake: Lake) -> tuple[str, dict[str, Any]]:
     o = conf.online
     if o.type == "sqlite":

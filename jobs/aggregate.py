@@ -1,0 +1,8 @@
+"""Window aggregations into lake tables: python jobs/aggregate.py [overrides]"""
+
+import sys
+
+from raylake.cli import run_job
+
+if __name__ == "__main__":
+    sys.exit(run_job("aggregate", sys.argv[1:]))
