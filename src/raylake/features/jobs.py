@@ -160,7 +160,11 @@ def materialize_job(cfg: DictConfig, *, echo: Any = print, incremental: bool = F
     reg = resolve(conf.features)
     m = conf.materialize
     end = _when(m.end, parse_version_ref) or dt.datetime.now(dt.timezone.utc)
-    views = list(m.views) or list(reg.views)
+    views = list(m.views)
+    skipped = []
+    if not views:  # all views whose tables exist; the others are named, not failed
+        views = [v for v in reg.views if lake.exists(reg.view(v).source)]
+        skipped = [v for v in reg.views if v not in views]
     store = store_settings(conf, lake)
     resolved_cfg = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else {}
     job = "materialize-incremental" if incremental else "materialize"
@@ -180,7 +184,10 @@ def materialize_job(cfg: DictConfig, *, echo: Any = print, incremental: bool = F
         run.add_output(online_store=store[0], views=results, end=end.isoformat())
     echo(f"{job} into {store[0]} up to {end.isoformat()}: " + ", ".join(
         f"{v} {r['rows']:,} rows ({r['table']}@{r['version']})" for v, r in results.items()))
-    return {"run_id": run.run_id, "views": results, "end": end}
+    for v in skipped:
+        echo(f"  skipped {v}: table {reg.view(v).source!r} is not in the lake "
+             "(aggregation outputs come from `raylake aggregate`)")
+    return {"run_id": run.run_id, "views": results, "end": end, "skipped": skipped}
 
 
 def materialize_incremental(cfg: DictConfig, *, echo: Any = print) -> dict[str, Any]:
