@@ -30,9 +30,10 @@ import pyarrow.parquet as pq
 
 
 def build_source(folder: Path, copies: int) -> int:
-    from raylake.ingest.sources import _pkg_path, _read_bytes
     import pyarrow.csv as pacsv
     import pyarrow.fs as pafs
+
+    from raylake.ingest.sources import _pkg_path, _read_bytes
 
     folder.mkdir(parents=True, exist_ok=True)
     existing = sorted(folder.glob("flights-*.parquet"))

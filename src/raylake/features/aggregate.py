@@ -29,7 +29,7 @@ def feature_names(column: str, functions: list[str], window: str) -> list[str]:
 
 def compute(lake: Any, name: str, agg: Any, join_keys: list[str], run_id: str) -> dict[str, Any]:
     from raylake.features.offline import _split
-    from raylake.lake.commit import already_committed, commit_files
+    from raylake.lake.commit import add_actions, already_committed, commit_files
 
     for fn in agg.functions:
         if fn not in FUNCTIONS:
@@ -61,14 +61,7 @@ def compute(lake: Any, name: str, agg: Any, join_keys: list[str], run_id: str) -
     if not files:
         raise ConfigError(f"Aggregation {name!r}: no events in {agg.source!r}@{version}.")
     schema = pa.ipc.read_schema(pa.py_buffer(files[0]["schema"]))
-    import time
-
-    from deltalake.transaction import AddAction
-
-    actions = [AddAction(path=f["path"], size=f["size"], partition_values={},
-                         modification_time=int(time.time() * 1000), data_change=True,
-                         stats=f["stats"]) for f in files]
-    out_version = commit_files(lake, agg.output_table, schema, actions, mode="overwrite",
+    out_version = commit_files(lake, agg.output_table, schema, add_actions(files), mode="overwrite",
                                app_id=app_id, run_id=run_id, job="aggregate",
                                description=f"{agg.window} {agg.functions} of {agg.source}.{agg.column}")
     return {"table": agg.output_table, "version": out_version, "source_version": version,

@@ -17,7 +17,7 @@ from raylake.config.loader import to_config
 from raylake.errors import ConfigError
 from raylake.features.definitions import check_against_lake, resolve
 from raylake.features.offline import ROW, get_historical_features
-from raylake.lake.commit import already_committed, commit_files, write_table
+from raylake.lake.commit import add_actions, already_committed, commit_files, write_table
 from raylake.lake.runs import RunRecorder
 from raylake.lake.tables import Lake
 from raylake.quality.selection import parse_selection
@@ -92,7 +92,7 @@ def training_set(cfg: DictConfig, *, echo: Any = print) -> dict[str, Any]:
                              for ref in job.refs])
             actions = [a for part in files for a in part]
             schema = _schema(actions, job)
-            version = commit_files(lake, t.output_table, schema, [_action(a) for a in actions],
+            version = commit_files(lake, t.output_table, schema, add_actions(actions),
                                    mode="overwrite", app_id=app_id, run_id=run.run_id,
                                    job="training-set",
                                    description=f"training set: {features} on {t.entity_table}")
@@ -244,15 +244,6 @@ def _schema(actions: list[dict], job) -> pa.Schema:
     if actions:
         return pa.ipc.read_schema(pa.py_buffer(actions[0]["schema"]))
     raise ConfigError("The training set has no rows: check the entity table and the label.")
-
-
-def _action(a: dict):
-    import time
-
-    from deltalake.transaction import AddAction
-
-    return AddAction(path=a["path"], size=a["size"], partition_values={},
-                     modification_time=int(time.time() * 1000), data_change=True, stats=a["stats"])
 
 
 __all__ = ["apply", "training_set"]

@@ -24,7 +24,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pds
 import ray
-from deltalake.transaction import AddAction
 
 from raylake.config.schema import IngestConfig, TableConfig, WriteMode
 from raylake.errors import CountMismatchError, IngestError, RaylakeError, did_you_mean
@@ -45,7 +44,7 @@ from raylake.ingest.writer import (
     decode_keys,
     write_block,
 )
-from raylake.lake.commit import already_committed, commit_files, merge_rows
+from raylake.lake.commit import add_actions, already_committed, commit_files, merge_rows
 from raylake.lake.names import quarantine_table, validate_table_name
 from raylake.lake.tables import Lake
 from raylake.quality.cleanse import Step, apply_steps, describe_steps, resolve_steps
@@ -58,7 +57,6 @@ from raylake.quality.constraints import (
 )
 from raylake.quality.profile import Profile
 from raylake.quality.store import save_profiles
-
 
 # Rows per block a read task hands to the cast-and-write step: large blocks
 # mean few files and little per-block overhead; memory stays bounded per task.
@@ -197,7 +195,7 @@ def ingest_table(
         if quarantined:
             result.quarantine_version = (
                 lake.version(qname) if already_committed(lake, qname, app_id) else commit_files(
-                    lake, qname, QUARANTINE_SCHEMA, _actions(quarantined),
+                    lake, qname, QUARANTINE_SCHEMA, add_actions(quarantined),
                     mode="append", app_id=app_id, run_id=run_id, job=job,
                 )
             )
@@ -213,7 +211,7 @@ def ingest_table(
             )
         else:
             result.version = commit_files(
-                lake, name, schema, _actions(data),
+                lake, name, schema, add_actions(data),
                 mode="overwrite" if mode == "overwrite" else "append",
                 partition_by=tcfg.partition_by, app_id=app_id, run_id=run_id, job=job,
                 description=tcfg.description,
@@ -432,18 +430,6 @@ def _remove_staging(lake: Lake, folder: str) -> None:
         fs.delete_dir(f"{root.rstrip('/')}/{folder}")
     except (FileNotFoundError, OSError):
         pass
-
-
-def _actions(files: list[dict]) -> list[AddAction]:
-    now = int(time.time() * 1000)
-    return [
-        AddAction(
-            path=row["path"], size=row["size"],
-            partition_values=json.loads(row["partition_values"] or "{}"),
-            modification_time=now, data_change=True, stats=row["stats"],
-        )
-        for row in files
-    ]
 
 
 def _reason_counts(lake: Lake, qname: str, quarantined: list[dict]) -> dict[str, int]:

@@ -204,9 +204,9 @@ class RawRowsDatasource(Datasource):
 
     def get_read_tasks(self, parallelism: int, per_task_row_limit=None, data_context=None) -> list[ReadTask]:
         tasks = []
+        spec, columns, block_rows = self._spec, self._columns, self._block_rows
         for index, f in enumerate(self._files):
             meta = BlockMetadata(num_rows=None, size_bytes=f.size * 2, input_files=(f.path,), exec_stats=None)
-            spec, columns, block_rows = self._spec, self._columns, self._block_rows
             tasks.append(
                 ReadTask(
                     lambda f=f, index=index: read_file(f.path, index, spec, columns, block_rows),

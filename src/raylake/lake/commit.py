@@ -10,6 +10,7 @@ nothing twice. Concurrent blind appends are retried by delta-rs.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,6 +36,19 @@ def commit_properties(app_id: str | None, run_id: str | None, job: str | None,
     return CommitProperties(
         custom_metadata=meta or None, max_commit_retries=COMMIT_RETRIES, app_transactions=txns
     )
+
+
+def add_actions(files: Sequence[dict]) -> list[AddAction]:
+    """Delta add actions for files written by workers: dicts with path, size, stats
+    (Delta statistics JSON) and optionally partition_values (JSON or a dict)."""
+    now = int(time.time() * 1000)
+    out = []
+    for f in files:
+        pv = f.get("partition_values") or {}
+        out.append(AddAction(path=f["path"], size=f["size"],
+                             partition_values=json.loads(pv) if isinstance(pv, str) else pv,
+                             modification_time=now, data_change=True, stats=f["stats"]))
+    return out
 
 
 def already_committed(lake: Lake, name: str, app_id: str, *, system: bool = False) -> bool:

@@ -9,7 +9,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.fs as pafs
 from deltalake import DeltaTable
-from deltalake.exceptions import DeltaError, TableNotFoundError as DeltaTableNotFound
+from deltalake.exceptions import DeltaError
+from deltalake.exceptions import TableNotFoundError as DeltaTableNotFound
 
 from raylake.errors import (
     LakeError,
