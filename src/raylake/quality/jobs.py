@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import ray
@@ -105,10 +104,6 @@ def _drift_text(table: str, report: DriftReport) -> str:
         lines.append(f"  {c.column:<16} {c.kind:<11} {c.metric}={c.value:.4f} "
                      f"(threshold {c.threshold}) {flag}")
     return "\n".join(lines)
-
-
-def dump(obj: Any) -> str:
-    return json.dumps(obj, indent=2, default=str)
 
 
 def validate(cfg: DictConfig, *, echo: Any = print) -> dict[str, Any]:
