@@ -57,6 +57,21 @@ def test_get_online_features_feast_shape(server):
     assert cols["seats"]["values"] == [149, None]
     assert cols["seats"]["statuses"] == ["PRESENT", "NOT_FOUND"]
     assert set(cols["temp"]["statuses"]) <= {"PRESENT", "OUTSIDE_MAX_AGE"}
+    assert "temp_dewp_spread" in names  # on-demand, computed from the weather row
+
+
+def test_on_demand_features_take_request_fields(server):
+    body = {"features": ["departure_time:dep_minute_of_day", "departure_time:evening"],
+            "entities": {"origin": ["JFK", "EWR"], "sched_dep_time": [1745, 515]}}
+    r = post(server, "/get-online-features", body)
+    assert r.status_code == 200, r.text
+    names = r.json()["metadata"]["feature_names"]
+    cols = dict(zip(names, r.json()["results"]))
+    assert names == ["origin", "dep_minute_of_day", "evening"]
+    assert cols["dep_minute_of_day"]["values"] == [1065, 315]
+    assert cols["evening"]["values"] == [True, False]
+    r = post(server, "/get-online-features", {**body, "entities": {"origin": ["JFK"]}})
+    assert r.status_code == 422 and "sched_dep_time" in r.json()["error"], r.text
 
 
 @pytest.mark.parametrize(

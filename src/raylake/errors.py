@@ -72,3 +72,31 @@ class ValidationError(RaylakeError):
 
 class FeatureNotFoundError(ConfigError, LookupError):
     """A feature, feature view or feature service is not defined."""
+
+
+class TransformError(RaylakeError):
+    """An on-demand feature function failed or returned the wrong columns."""
+
+
+class ModelError(RaylakeError):
+    """A model cannot be registered, built or loaded as given."""
+
+
+class ModelNotFoundError(RaylakeError, LookupError):
+    """No registered model has the given name."""
+
+
+class ModelVersionNotFoundError(ModelNotFoundError):
+    """A model exists but has no such version, or no champion."""
+
+
+class ModelStageError(ModelError, ValueError):
+    """A stage name is not one a model version can be moved to."""
+
+
+class ArtifactError(ModelError):
+    """A model artifact is missing, unreadable or not in a safe format."""
+
+
+class ArtifactIntegrityError(ArtifactError):
+    """A model artifact's bytes differ from the hash recorded when it was registered."""

@@ -225,10 +225,24 @@ class AggregationConfig:
 
 
 @dataclass
+class OnDemandFeatureViewConfig:
+    # "package.module:function": DataFrame of inputs -> DataFrame of the features below.
+    function: str = MISSING
+    # Feature views whose features the function reads (by their plain names).
+    sources: list[str] = field(default_factory=list)
+    # Fields that come with each request or entity row: name -> type.
+    request: dict[str, str] = field(default_factory=dict)
+    features: dict[str, FeatureConfig] = field(default_factory=dict)
+    description: str = ""
+
+
+@dataclass
 class FeaturesConfig:
     name: str = "none"
     entities: dict[str, EntityConfig] = field(default_factory=dict)
     feature_views: dict[str, FeatureViewConfig] = field(default_factory=dict)
+    # Request-time features computed by Python functions, offline and online alike.
+    on_demand_feature_views: dict[str, OnDemandFeatureViewConfig] = field(default_factory=dict)
     aggregations: dict[str, AggregationConfig] = field(default_factory=dict)
     # name -> ["view" | "view:feature", ...]
     feature_services: dict[str, list[str]] = field(default_factory=dict)

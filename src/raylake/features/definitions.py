@@ -15,7 +15,8 @@ from typing import Any
 import pyarrow as pa
 
 from raylake.errors import ConfigError, FeatureNotFoundError, did_you_mean
-from raylake.ingest.types import arrow_type
+from raylake.features.on_demand import OnDemandFeatureView
+from raylake.ingest.types import TYPES, arrow_type
 from raylake.quality.constraints import parse_age
 
 
@@ -51,6 +52,15 @@ class Registry:
     entities: dict[str, Entity] = field(default_factory=dict)
     views: dict[str, FeatureView] = field(default_factory=dict)
     services: dict[str, list[str]] = field(default_factory=dict)
+    on_demand: dict[str, OnDemandFeatureView] = field(default_factory=dict)
+
+    def request_types(self, views: Sequence[str] | None = None) -> dict[str, str]:
+        """Request field -> type name, over the named (or all) on-demand views."""
+        out = {}
+        for name, odfv in self.on_demand.items():
+            if views is None or name in views:
+                out.update({f: _type_name(t) for f, t in odfv.request})
+        return out
 
     def key_types(self) -> dict[str, str]:
         """Join key -> declared value type, over all entities."""
@@ -58,11 +68,18 @@ class Registry:
 
     def view(self, name: str) -> FeatureView:
         if name not in self.views:
+            known = [*self.views, *self.on_demand]
+            kind = " (an on-demand view: it has no stored rows)" if name in self.on_demand else ""
             raise FeatureNotFoundError(
-                f"No feature view {name!r}.{did_you_mean(name, self.views)} "
-                f"Views: {', '.join(self.views) or 'none'} (conf/features/)."
+                f"No feature view {name!r}{kind}.{did_you_mean(name, known)} "
+                f"Views: {', '.join(known) or 'none'} (conf/features/)."
             )
         return self.views[name]
+
+    def _feature_names(self, name: str) -> list[str]:
+        if name in self.on_demand:
+            return self.on_demand[name].feature_names
+        return self.view(name).feature_names
 
     def select(self, features: Sequence[str] | str) -> dict[str, list[str]]:
         """``["view:feature", "view", ...]`` or a feature service name -> {view: [features]}."""
@@ -76,14 +93,13 @@ class Registry:
         out: dict[str, list[str]] = {}
         for ref in features:
             view_name, _, feat = ref.partition(":")
-            view = self.view(view_name)
-            wanted = [feat] if feat else view.feature_names
+            names = self._feature_names(view_name)
+            wanted = [feat] if feat else names
             for f in wanted:
-                if f not in view.feature_names:
+                if f not in names:
                     raise FeatureNotFoundError(
                         f"Feature view {view_name!r} has no feature {f!r}."
-                        f"{did_you_mean(f, view.feature_names)} Its features: "
-                        f"{', '.join(view.feature_names)}."
+                        f"{did_you_mean(f, names)} Its features: {', '.join(names)}."
                     )
                 out.setdefault(view_name, [])
                 if f not in out[view_name]:
@@ -117,10 +133,28 @@ def resolve(cfg: Any) -> Registry:
             ttl=parse_age(v.ttl) if v.ttl else None, source_version=v.source_version,
             tags=tuple(sorted(v.tags.items())), owner=v.owner, description=v.description,
         )
+    for name, o in getattr(cfg, "on_demand_feature_views", {}).items():
+        if name in reg.views:
+            raise ConfigError(f"On-demand view {name!r} has the name of a feature view; rename one.")
+        for src in o.sources:
+            reg.view(src)  # must be a stored view
+        if not o.features:
+            raise ConfigError(f"On-demand view {name!r} declares no features.")
+        reg.on_demand[name] = OnDemandFeatureView(
+            name=name, function=o.function, sources=tuple(o.sources),
+            request=tuple((f, arrow_type(t, f"{name}.{f}")) for f, t in o.request.items()),
+            features=tuple((f, arrow_type(c.type, f"{name}.{f}")) for f, c in o.features.items()),
+            description=o.description,
+        )
+        reg.on_demand[name].load()  # the function path must import
     for name, refs in cfg.feature_services.items():
         reg.services[name] = list(refs)
         reg.select(name)  # every reference must resolve
     return reg
+
+
+def _type_name(t: pa.DataType) -> str:
+    return next((n for n, v in TYPES.items() if v == t), str(t))
 
 
 def check_against_lake(reg: Registry, lake: Any) -> list[dict[str, Any]]:
@@ -149,4 +183,8 @@ def check_against_lake(reg: Registry, lake: Any) -> list[dict[str, Any]]:
                 f"{'; '.join(problems)}. Fix conf/features/ or the table."
             )
         checked.append({"view": view.name, "table": view.source, "version": dtab.version()})
+    from raylake.features.on_demand import check
+
+    for odfv in reg.on_demand.values():
+        check(odfv, reg)
     return checked

@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 import ray
 
 from raylake.errors import ConfigError
+from raylake.features import on_demand
 from raylake.features.definitions import FeatureView, Registry
 
 ROW = "_rl_entity_row"  # entity row order, kept through the joins
@@ -61,13 +62,21 @@ def get_historical_features(
     partitions: int | None = None,
 ) -> RetrievalJob:
     """Feast's ``get_historical_features`` over lake tables."""
-    wanted = registry.select(features)
+    # On-demand views add their source features to the fetch (hidden unless asked for).
+    plan = on_demand.plan(registry, registry.select(features))
+    wanted = plan.fetch
     parts = partitions or max(2, int(ray.cluster_resources().get("CPU", 2)) * 2)
     blocks, columns = _entity_blocks(entity_df)
     if event_timestamp_column not in columns:
         raise ConfigError(
             f"The entity rows have no {event_timestamp_column!r} column (columns: {columns}); "
             "name the time of each row with event_timestamp_column=."
+        )
+    request = [f for odfv, _ in plan.on_demand for f in odfv.request_names if f not in columns]
+    if request:
+        raise ConfigError(
+            f"On-demand features need request field(s) {request} as columns of the entity rows "
+            f"(columns: {columns})."
         )
     out_cols = list(columns)
     used = []
@@ -76,7 +85,7 @@ def get_historical_features(
         missing = [k for k in view.join_keys if k not in out_cols]
         if missing:
             raise ConfigError(f"The entity rows lack join key(s) {missing} of feature view {view_name!r}.")
-        names = {f: (f"{view_name}__{f}" if full_feature_names else f) for f in feats}
+        names = {f: plan.column(view_name, f, full_feature_names) for f in feats}
         clash = [n for n in names.values() if n in out_cols]
         if clash:
             raise ConfigError(
@@ -96,7 +105,18 @@ def get_historical_features(
             for i in range(parts)
         ]
         out_cols += list(names.values())
+    if plan.on_demand:
+        blocks = [_on_demand.remote(b, plan, registry, full_feature_names) for b in blocks]
+        out_cols += [f"{o.name}__{f}" if full_feature_names else f
+                     for o, outs in plan.on_demand for f in outs]
+    out_cols = [c for c in out_cols if not c.startswith(on_demand.HIDDEN)]
     return RetrievalJob(blocks, used, out_cols)
+
+
+@ray.remote(num_cpus=0.5)
+def _on_demand(block: pa.Table, plan: on_demand.Plan, registry: Registry,
+               full_feature_names: bool) -> pa.Table:
+    return on_demand.apply_to_table(block, plan, registry, full_feature_names)
 
 
 def _entity_blocks(entity_df: Any) -> tuple[list[ray.ObjectRef], list[str]]:

@@ -44,6 +44,10 @@ async def _json(request: Request) -> dict[str, Any]:
 
 
 def _status(exc: Exception) -> int:
+    from raylake.errors import TransformError
+
+    if isinstance(exc, TransformError):  # the on-demand function failed: the server's fault
+        return 500
     return 404 if isinstance(exc, LookupError) else 422
 
 
@@ -160,7 +164,7 @@ class FeatureServer:
     def _check_entities(self, entities: Any) -> None:
         if not isinstance(entities, dict) or not entities:
             raise BadRequest(400, "Give 'entities': {\"join_key\": [values, ...]}.")
-        types = self.registry.key_types()
+        types = {**self.registry.key_types(), **self.registry.request_types()}
         for key, values in entities.items():
             if key not in types:
                 raise BadRequest(422, f"Unknown entity key {key!r}; known keys: {sorted(types)}.")

@@ -13,8 +13,9 @@ import datetime as dt
 from typing import Any
 
 from raylake.errors import ConfigError
+from raylake.features import on_demand
 from raylake.features.definitions import Registry
-from raylake.features.online.base import PRESENT, OnlineStore
+from raylake.features.online.base import NULL, PRESENT, OnlineStore
 
 _EPOCH = "1970-01-01T00:00:00Z"
 
@@ -22,15 +23,18 @@ _EPOCH = "1970-01-01T00:00:00Z"
 def get_online_features(store: OnlineStore, registry: Registry, features: list[str] | str,
                         entities: dict[str, list[Any]], *, full_feature_names: bool = False,
                         now: dt.datetime | None = None) -> dict[str, Any]:
-    wanted = registry.select(features)
+    plan = on_demand.plan(registry, registry.select(features))
     sizes = {len(v) for v in entities.values()}
     if len(sizes) != 1:
         raise ConfigError(f"Every entity key needs the same number of values; got {sorted(sizes)}.")
     n = sizes.pop() if sizes else 0
-    names = list(entities)
+    # Request fields feed on-demand views; like Feast, they are not echoed back.
+    request_fields = {f for odfv, _ in plan.on_demand for f in odfv.request_names}
+    names = [k for k in entities if k not in request_fields]
     results = [{"values": list(entities[k]), "statuses": [PRESENT] * n,
                 "event_timestamps": [_EPOCH] * n} for k in names]
-    for view_name, feats in wanted.items():
+    inputs: dict[str, list[Any]] = {}
+    for view_name, feats in plan.fetch.items():
         view = registry.view(view_name)
         missing = [k for k in view.join_keys if k not in entities]
         if missing:
@@ -40,7 +44,10 @@ def get_online_features(store: OnlineStore, registry: Registry, features: list[s
             )
         rows = list(zip(*[entities[k] for k in view.join_keys]))
         reads = store.read(view_name, view.join_keys, rows, feats, view.ttl, now)
-        for f in feats:
+        if plan.on_demand:
+            for f in feats:
+                inputs[plan.column(view_name, f, full_feature_names)] = [r[f].value for r in reads]
+        for f in plan.requested.get(view_name, []):
             names.append(f"{view_name}__{f}" if full_feature_names else f)
             results.append({
                 "values": [r[f].value for r in reads],
@@ -48,4 +55,24 @@ def get_online_features(store: OnlineStore, registry: Registry, features: list[s
                 "event_timestamps": [r[f].event_ts.isoformat().replace("+00:00", "Z")
                                      if r[f].event_ts else _EPOCH for r in reads],
             })
+    if plan.on_demand:
+        _add_on_demand(plan, registry, inputs, entities, n, names, results, full_feature_names, now)
     return {"metadata": {"feature_names": names}, "results": results}
+
+
+def _add_on_demand(plan: on_demand.Plan, registry: Registry, inputs: dict[str, list[Any]],
+                   entities: dict[str, list[Any]], n: int, names: list[str],
+                   results: list[dict[str, Any]], full_feature_names: bool,
+                   now: dt.datetime | None) -> None:
+    stamp = (now or dt.datetime.now(dt.timezone.utc)).isoformat().replace("+00:00", "Z")
+    columns = {**entities, **inputs}
+    for odfv, outs in plan.on_demand:
+        frame = on_demand.inputs_frame(odfv, plan, registry, columns, full_feature_names, n)
+        for f, arr in on_demand.run(odfv, odfv.load(), frame, outs).items():
+            values = arr.to_pylist()
+            names.append(f"{odfv.name}__{f}" if full_feature_names else f)
+            results.append({
+                "values": values,
+                "statuses": [PRESENT if v is not None else NULL for v in values],
+                "event_timestamps": [stamp] * n,
+            })

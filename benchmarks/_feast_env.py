@@ -1,0 +1,33 @@
+"""Feast in its own virtual environment, for the benchmarks' reference runs.
+
+Feast is never a dependency of raylake: its pins (pandas, pyarrow, dask)
+would fight ours. The benchmarks run it as a separate interpreter,
+``.bench/feast/bin/python``, created here on first use.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+FEAST_VERSION = "0.49.0"
+ROOT = Path(__file__).resolve().parent.parent
+ENV = ROOT / ".bench" / "feast"
+
+
+def feast_python() -> Path:
+    """The Feast environment's interpreter, installing Feast there if it is missing."""
+    python = ENV / "bin" / "python"
+    probe = [str(python), "-c", f"import feast, psutil; assert feast.__version__ == {FEAST_VERSION!r}"]
+    if python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
+        return python
+    print(f"creating {ENV} with feast=={FEAST_VERSION} (once; a few minutes)", file=sys.stderr)
+    subprocess.run([sys.executable, "-m", "venv", str(ENV)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", f"feast=={FEAST_VERSION}", "psutil"],
+                   check=True)
+    return python
+
+
+def feast_bin(name: str = "feast") -> Path:
+    return feast_python().parent / name
