@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 AWS_CONFIG = REPO / "cluster" / "aws" / "raylake.yaml"
 RAYCLUSTER = REPO / "cluster" / "kuberay" / "raycluster.yaml"
 RAYJOB = REPO / "cluster" / "kuberay" / "rayjob.yaml"
+RAYSERVICE = REPO / "cluster" / "kuberay" / "rayservice.yaml"
 RUNBOOK = REPO / "docs" / "runbook.md"
 
 RAY_VERSION = "2.60.0"
@@ -61,6 +62,11 @@ RAYJOB_SPEC_FIELDS = {
     "jobId", "managedBy", "metadata", "rayClusterSpec", "runtimeEnvYAML",
     "shutdownAfterJobFinishes", "submissionMode", "submitterConfig",
     "submitterPodTemplate", "suspend", "ttlSecondsAfterFinished",
+}
+RAYSERVICE_SPEC_FIELDS = {
+    "deploymentUnhealthySecondThreshold", "excludeHeadPodFromServeSvc", "managedBy",
+    "rayClusterConfig", "serveConfigV2", "serveService", "serviceUnhealthySecondThreshold",
+    "upgradeStrategy",
 }
 SUBMISSION_MODES = {"K8sJobMode", "HTTPMode", "InteractiveMode", "SidecarMode"}
 
@@ -364,6 +370,36 @@ def check_rayjob(job: dict[str, Any]) -> None:
         check_cluster_spec(spec["rayClusterSpec"], want_gpu=False)
 
 
+def check_rayservice(service: dict[str, Any]) -> None:
+    """The model server's RayService: a valid Serve config for raylake's app builder,
+    whose args are a valid raylake config, on a cluster that passes the cluster checks."""
+    from ray.runtime_env import RuntimeEnv
+    from ray.serve.schema import ServeDeploySchema
+
+    from raylake.serve.app import config_from_args
+
+    spec = service["spec"]
+    assert set(spec) <= RAYSERVICE_SPEC_FIELDS, f"unknown fields {set(spec) - RAYSERVICE_SPEC_FIELDS}"
+    serve_config = ServeDeploySchema(**yaml.safe_load(spec["serveConfigV2"]))
+    (app,) = serve_config.applications
+    assert app.import_path == "raylake.serve.app:app_builder"
+    assert serve_config.http_options.host == "0.0.0.0", "the proxy must listen beyond the pod"
+    (dep,) = app.deployments
+    assert dep.name == "ModelServer"
+    auto = dep.autoscaling_config
+    assert 1 <= auto["min_replicas"] <= auto["max_replicas"]
+    assert 0 < dep.ray_actor_options.num_cpus <= 1
+    assert dep.max_ongoing_requests >= app.args["config"]["model_server"].get("max_batch_size", 32)
+    RuntimeEnv(**app.runtime_env)
+    conf = config_from_args(app.args["config"])  # what app_builder does on the cluster
+    assert conf.lake.root.startswith("s3://")
+    arms = conf.model_server.arms
+    assert arms and any(not a.shadow for a in arms.values())
+    assert all(re.fullmatch(r"[\w-]+:\d+", a.model) for a in arms.values()), (
+        "pin each arm to a version: a moving `champion` would differ between replicas")
+    check_cluster_spec(spec["rayClusterConfig"], want_gpu=False)
+
+
 @pytest.fixture(scope="module")
 def raycluster() -> dict[str, Any]:
     return only(RAYCLUSTER, "RayCluster")
@@ -374,11 +410,11 @@ def rayjob() -> dict[str, Any]:
     return only(RAYJOB, "RayJob")
 
 
-@pytest.mark.parametrize("path", [RAYCLUSTER, RAYJOB], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [RAYCLUSTER, RAYJOB, RAYSERVICE], ids=lambda p: p.name)
 def test_manifests_are_ray_io_v1(path):
     for doc in load_all(path):
         assert doc["apiVersion"] == "ray.io/v1"
-        assert doc["kind"] in {"RayCluster", "RayJob"}
+        assert doc["kind"] in {"RayCluster", "RayJob", "RayService"}
         assert doc["metadata"]["name"]
 
 
@@ -388,6 +424,45 @@ def test_raycluster(raycluster):
 
 def test_rayjob(rayjob):
     check_rayjob(rayjob)
+
+
+@pytest.fixture(scope="module")
+def rayservice() -> dict[str, Any]:
+    return only(RAYSERVICE, "RayService")
+
+
+def test_rayservice(rayservice):
+    check_rayservice(rayservice)
+
+
+def _serve_config(edit):
+    def mutate(service):
+        config = yaml.safe_load(service["spec"]["serveConfigV2"])
+        edit(config["applications"][0])
+        service["spec"]["serveConfigV2"] = yaml.safe_dump(config)
+
+    return mutate
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        _serve_config(lambda a: a.update(import_path="raylake.serve.app:nope")),
+        _serve_config(lambda a: a["args"]["config"]["model_server"].update(arms={
+            "control": {"model": "delay_model:champion"}})),
+        _serve_config(lambda a: a["args"]["config"]["model_server"].update(replicas=2)),
+        _serve_config(lambda a: a["deployments"][0]["autoscaling_config"].update(
+            min_replicas=30)),
+        lambda s: s["spec"].update(serveConfig=s["spec"].pop("serveConfigV2")),
+        lambda s: s["spec"]["rayClusterConfig"].pop("authOptions"),
+    ],
+    ids=["import-path", "unpinned-arm", "unknown-key", "min-over-max", "old-field", "no-auth"],
+)
+def test_rayservice_checker_catches_broken_copies(rayservice, mutate):
+    service = copy.deepcopy(rayservice)
+    mutate(service)
+    with pytest.raises(Exception):  # noqa: B017 - assertion, schema and config errors alike
+        check_rayservice(service)
 
 
 def _gpu_group(spec):
@@ -509,19 +584,21 @@ def literal_secrets(text: str, docs: list[Any]) -> list[str]:
 
 def config_texts() -> list[tuple[Path, str, list[Any]]]:
     out = []
-    for path in (AWS_CONFIG, RAYCLUSTER, RAYJOB):
+    for path in (AWS_CONFIG, RAYCLUSTER, RAYJOB, RAYSERVICE):
         text = path.read_text()
         docs = list(yaml.safe_load_all(text))
         for doc in docs:
             for node in walk(doc):
-                if isinstance(node, dict) and isinstance(node.get("runtimeEnvYAML"), str):
-                    docs.append(yaml.safe_load(node["runtimeEnvYAML"]))
+                for key in ("runtimeEnvYAML", "serveConfigV2"):
+                    if isinstance(node, dict) and isinstance(node.get(key), str):
+                        docs.append(yaml.safe_load(node[key]))
         out.append((path, text, docs))
     return out
 
 
 @pytest.mark.parametrize(
-    "path, text, docs", config_texts(), ids=[p.name for p in (AWS_CONFIG, RAYCLUSTER, RAYJOB)]
+    "path, text, docs", config_texts(),
+    ids=[p.name for p in (AWS_CONFIG, RAYCLUSTER, RAYJOB, RAYSERVICE)]
 )
 def test_no_literal_secrets(path, text, docs):
     assert literal_secrets(text, docs) == [], f"{path} carries what looks like a secret"

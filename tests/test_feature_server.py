@@ -112,3 +112,40 @@ def test_push_online_and_offline(server):
     assert bad.status_code == 422 and "lacks" in bad.json()["error"]
     unknown = post(server, "/push", {"feature_view": "wether", "df": row})
     assert unknown.status_code == 404 and "Did you mean 'weather'" in unknown.json()["error"]
+
+
+def test_handle_lookup_answers_like_http_and_raises_request_errors(server):
+    """The DeploymentHandle path (no HTTP proxy) gives the HTTP response, as a dict."""
+    from ray import serve
+
+    from raylake.errors import FeatureRequestError
+
+    # Stored features only: on-demand ones are stamped with the time of the request.
+    body = {"features": ["weather:temp", "weather:visib", "plane"],
+            "entities": {"origin": ["JFK", "EWR"], "tailnum": ["N14228", "NOPE"]}}
+    handle = serve.get_app_handle("features")
+    assert handle.lookup.remote(body).result() == post(server, "/get-online-features", body).json()
+    with pytest.raises(FeatureRequestError) as err:
+        handle.lookup.remote({"features": ["weather:temp"], "entities": {"origin": [5]}}).result()
+    assert err.value.status == 422 and "origin is string" in str(err.value)
+
+
+@pytest.mark.parametrize("rows", [1, 3, 20])
+def test_response_encoding_is_plain_json(rows):
+    """Columns share lists (event times, all-present statuses); the bytes are still what
+    Starlette's JSONResponse writes for the same response."""
+    from starlette.responses import JSONResponse
+
+    from raylake.features.server import _encode
+
+    stamps, present = ["2024-01-01T00:00:00Z"] * rows, ["PRESENT"] * rows
+    result = {"metadata": {"feature_names": ["id", "a", "b", "c"]}, "results": [
+        {"values": list(range(rows)), "statuses": present, "event_timestamps": ["1970-01-01T00:00:00Z"] * rows},
+        {"values": [0.5] * rows, "statuses": present, "event_timestamps": stamps},
+        {"values": ["é\"\n"] * rows, "statuses": present, "event_timestamps": stamps},
+        {"values": [None] * rows, "statuses": ["NULL_VALUE"] * rows, "event_timestamps": stamps},
+    ]}
+    assert _encode(result) == JSONResponse(result).body
+    assert json.loads(_encode(result)) == result
+    with pytest.raises(ValueError):  # like JSONResponse: NaN is not JSON
+        _encode({**result, "results": [{**result["results"][1], "values": [float("nan")] * rows}]})

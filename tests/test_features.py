@@ -80,14 +80,20 @@ def brute_force(feats: pd.DataFrame, ents: pd.DataFrame, ttl: pd.Timedelta | Non
     return pd.DataFrame(rows, columns=["score", "level"])
 
 
+# broadcast_rows: None joins these small tables by broadcast, 0 forces the shuffle.
+PATHS = pytest.mark.parametrize("broadcast_rows", [None, 0], ids=["broadcast", "shuffle"])
+
+
+@PATHS
 @pytest.mark.parametrize("ttl", ["6h", None])
-def test_matches_brute_force_with_ties_ttl_edges_missing_and_nulls(ray_session, lake, ttl):
+def test_matches_brute_force_with_ties_ttl_edges_missing_and_nulls(ray_session, lake, ttl,
+                                                                   broadcast_rows):
     feats, ents = random_data()
     write_table(lake, "user_stats", pa.Table.from_pandas(feats, preserve_index=False))
     # Entity times in New York: the join must compare instants, not wall clocks.
     ents_ny = ents.assign(event_timestamp=ents["event_timestamp"].dt.tz_convert("America/New_York"))
     job = get_historical_features(lake, registry(ttl), ents_ny, ["stats:score", "stats:level"],
-                                  partitions=3)
+                                  partitions=3, broadcast_rows=broadcast_rows)
     got = job.to_pandas()
     assert list(got.columns) == ["user_id", "event_timestamp", "label", "score", "level"]
     assert len(got) == len(ents) and (got["label"].to_numpy() == ents["label"].to_numpy()).all()
@@ -101,18 +107,79 @@ def test_matches_brute_force_with_ties_ttl_edges_missing_and_nulls(ray_session, 
     assert got["score"].notna().sum() > len(ents) // 3
 
 
-def test_static_view_service_and_full_names(ray_session, lake):
+# 100 rows: the 3-row profile table is broadcast, the stats table shuffled.
+@pytest.mark.parametrize("broadcast_rows", [None, 0, 100], ids=["broadcast", "shuffle", "mixed"])
+def test_static_view_service_and_full_names(ray_session, lake, broadcast_rows):
     feats, ents = random_data(1)
     write_table(lake, "user_stats", pa.Table.from_pandas(feats, preserve_index=False))
-    write_table(lake, "user_profile", pa.table({"user_id": pa.array([1, 2, 3], pa.int64()),
-                                               "country": ["DE", None, "US"]}))
+    write_table(lake, "user_profile", pa.table({"user_id": pa.array([1, 2, 3, 2], pa.int64()),
+                                               "country": ["DE", "FR", "US", None]}))
     reg = registry()
     assert [c["view"] for c in check_against_lake(reg, lake)] == ["stats", "profile"]
-    got = get_historical_features(lake, reg, ents, "all", full_feature_names=True).to_pandas()
-    assert {"stats__score", "stats__level", "profile__country"} <= set(got.columns)
+    job = get_historical_features(lake, reg, ents, "all", full_feature_names=True,
+                                  broadcast_rows=broadcast_rows)
+    got = job.to_pandas()
+    assert list(got.columns) == ["user_id", "event_timestamp", "label", "stats__score",
+                                 "stats__level", "profile__country"]
+    # The same order, whichever path a view took, in the blocks themselves too.
+    assert job.to_dataset().schema().names[-3:] == ["stats__score", "stats__level", "profile__country"]
+    assert len(got) == len(ents) and (got["label"].to_numpy() == ents["label"].to_numpy()).all()
     by_user = dict(zip(got["user_id"], got["profile__country"]))
+    # Static rows: the last row read per key wins (user 2's is null).
     assert by_user.get(1) == "DE" and by_user.get(3) == "US" and pd.isna(by_user.get(2))
     assert got.loc[got["user_id"] == 44, "profile__country"].isna().all()
+
+
+@PATHS
+def test_dataset_entities_with_duplicates_keep_one_row_each(ray_session, lake, broadcast_rows):
+    import ray.data
+
+    feats, ents = random_data(2)
+    write_table(lake, "user_stats", pa.Table.from_pandas(feats, preserve_index=False))
+    # Repeated entity rows, and rows whose key or time is null: each gives one output row.
+    ents = pd.concat([ents, ents.iloc[:206]], ignore_index=True)
+    ents = ents.assign(label=np.arange(len(ents)), user_id=ents["user_id"].astype("Int64"))
+    ents.loc[len(ents) - 6:len(ents) - 4, "event_timestamp"] = pd.NaT
+    ents.loc[len(ents) - 3:, "user_id"] = pd.NA
+    frames = [ents.iloc[i:i + 400] for i in range(0, len(ents), 400)]
+    ds = ray.data.from_pandas(frames)  # several blocks, joined where they are
+    job = get_historical_features(lake, registry(), ds, ["stats:score"], partitions=3,
+                                  broadcast_rows=broadcast_rows)
+    got = job.to_pandas()
+    assert got["label"].tolist() == list(range(len(ents)))
+    known = ents["event_timestamp"].notna() & ents["user_id"].notna()
+    want = brute_force(feats, ents[known], pd.Timedelta("6h"))
+    np.testing.assert_array_equal(got.loc[known.to_numpy(), "score"].to_numpy(), want["score"].to_numpy())
+    assert got.loc[~known.to_numpy(), "score"].isna().all()
+
+
+@pytest.mark.parametrize("lookup_cells", [None, 0], ids=["lookup", "search"])
+def test_asof_kernel_two_keys_against_brute_force(monkeypatch, lookup_cells):
+    from raylake.features import asof
+
+    if lookup_cells is not None:  # views too big for the lookup table binary-search instead
+        monkeypatch.setattr(asof, "LOOKUP_CELLS", lookup_cells)
+    rng = np.random.default_rng(3)
+    n_f, n_e = 2000, 1500
+    fts = T0 + pd.to_timedelta(rng.integers(0, 48 * 60, n_f), unit="min")
+    feats = pd.DataFrame({"u": rng.integers(0, 8, n_f), "r": rng.choice(["n", "s", None], n_f),
+                          "ts": fts, "x": rng.normal(size=n_f)})
+    ents = pd.DataFrame({"u": rng.integers(0, 10, n_e).astype("int32"),
+                         "r": rng.choice(["n", "s", "e"], n_e),
+                         "t": T0 + pd.to_timedelta(rng.integers(-60, 50 * 60, n_e), unit="min")})
+    side = asof.prepare("v", pa.Table.from_pandas(feats, preserve_index=False), ["u", "r"],
+                        [("x", pa.float64())], "ts", None, 3 * 3600 * 10**9)
+    assert (side.lookup is None) == (lookup_cells == 0)
+    block = pa.Table.from_pandas(ents, preserve_index=False)
+    got = asof.probe(side, block, asof.nanos(block.column("t"))).column("x").to_numpy(
+        zero_copy_only=False)
+    want = []
+    for e in ents.itertuples():
+        c = feats[(feats["u"] == e.u) & (feats["r"] == e.r) & (feats["ts"] <= e.t)
+                  & (feats["ts"] >= e.t - pd.Timedelta("3h"))]
+        want.append(c.sort_values("ts", kind="stable")["x"].iloc[-1] if len(c) else np.nan)
+    np.testing.assert_array_equal(got, np.array(want))
+    assert np.isfinite(got).sum() > n_e // 3
 
 
 def test_definition_and_request_errors(ray_session, lake):

@@ -3,6 +3,7 @@ offline point-in-time values at the materialization time."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import shutil
 import socket
@@ -16,6 +17,7 @@ from test_features import T0, random_data, registry
 
 from raylake.features.offline import get_historical_features
 from raylake.features.online import open_store
+from raylake.features.online.base import entity_key, entity_keys
 from raylake.features.online.lookup import get_online_features
 from raylake.features.online.materialize import materialize
 from raylake.lake.commit import write_table
@@ -147,3 +149,50 @@ def test_materialize_jobs_incremental_and_lookup(ray_session, tmp_path):
     dec = get_online_features(store, reg, ["weather:temp"], {"origin": ["JFK"]},
                               now=dt.datetime(2013, 12, 30, 20, tzinfo=dt.timezone.utc))
     assert dec["results"][1]["event_timestamps"][0].startswith("2013-12-30")
+
+
+def test_columns_read_equals_per_value_read(store):
+    """The serving path's column read gives what the per-value read gives: values,
+    statuses (present, null, missing, outside the TTL) and event times."""
+    s = open_store(store[0], **store[1])
+    now = dt.datetime(2024, 1, 2, tzinfo=dt.timezone.utc)
+    fresh, stale = (now - dt.timedelta(hours=1)).timestamp(), (now - dt.timedelta(hours=7)).timestamp()
+    edge = (now - dt.timedelta(hours=6)).timestamp()  # exactly the TTL old: still valid
+    keys = ["user_id"]
+    s.write([(k, ts, 0.0, v) for k, ts, v in [
+        (entity_key("v", keys, [1]), fresh, {"a": 1.5, "b": "x"}),
+        (entity_key("v", keys, [2]), fresh, {"a": None, "b": "y"}),
+        (entity_key("v", keys, [3]), stale, {"a": 3.0, "b": "z"}),
+        (entity_key("v", keys, [4]), edge, {"a": 4.0}),  # written before feature b existed
+    ]])
+    for ids in ([[1], [2], [3], [4], [5]], [[1], [2]], [[1]], [[4], [1]], []):
+        for ttl in (dt.timedelta(hours=6), None):
+            per_value = s.read("v", keys, ids, ["a", "b"], ttl, now)
+            cols = s.read_columns("v", keys, ids, ["a", "b"], ttl, now)
+            for f in ("a", "b"):
+                assert cols.values[f] == [r[f].value for r in per_value], (ids, ttl, f)
+                assert cols.statuses[f] == [r[f].status for r in per_value], (ids, ttl, f)
+            assert cols.event_timestamps == [
+                r["a"].event_ts.isoformat().replace("+00:00", "Z") if r["a"].event_ts
+                else "1970-01-01T00:00:00Z" for r in per_value]
+    s.teardown("v")
+
+
+def test_entity_keys_equal_entity_key():
+    import numpy as np
+
+    rows = [[1, "a"], [-5, 'é"x'], [np.int64(3), None], [True, 1.5], [2**70, "\u2028"]]
+    assert entity_keys("v", ["id", 'k"2'], rows) == [entity_key("v", ["id", 'k"2'], r) for r in rows]
+
+
+def test_lookups_of_the_same_features_from_two_registries_stay_apart(tmp_path):
+    """Lookups remember each request shape's plan per registry, never across registries."""
+    s = open_store("sqlite", path=str(tmp_path / "online.db"))
+    s.write([(entity_key("stats", ["user_id"], [1]), T0.timestamp(), 0.0, {"score": 1.0, "level": 2})])
+    wide, narrow = registry(None), registry(None)
+    narrow.views["stats"] = dataclasses.replace(narrow.views["stats"], features=(("score", pa.float64()),))
+    for _ in range(2):
+        got = get_online_features(s, wide, ["stats"], {"user_id": [1]}, now=T0)
+        assert got["metadata"]["feature_names"] == ["user_id", "score", "level"]
+        got = get_online_features(s, narrow, ["stats"], {"user_id": [1]}, now=T0)
+        assert got["metadata"]["feature_names"] == ["user_id", "score"]

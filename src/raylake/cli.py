@@ -44,12 +44,21 @@ JOBS: dict[str, Job] = {
                                    "materialize from each view's last end up to now"),
     "serve-features": Job("raylake.features.server:serve_features",
                           "the HTTP feature server on Ray Serve (Feast's API)"),
+    "train": Job("raylake.train.job:train",
+                 "train on Ray Train (train=xgboost|torch), evaluate, register (`--from-run RUN_ID`)"),
+    "tune": Job("raylake.train.tune:tune",
+                "Ray Tune sweep over a trainer (tune=xgboost, ASHA); trials to the lake, best registered"),
+    "batch-predict": Job("raylake.serve.batch:batch_predict",
+                         "score a lake table with a registered model (Ray Data actors) into the lake"),
+    "serve": Job("raylake.serve.job:serve_model",
+                 "serve a registered model on Ray Serve (model=NAME[:REF], A/B arms, request log)"),
     "quality-report": Job("raylake.quality.jobs:quality_report",
                           "JSON + HTML report: summaries, constraints, drift (`raylake quality report`)"),
 }
 ADMIN = {
     "lake": "list tables, history, tags, diff, restore, optimize, vacuum",
     "runs": "list and show run records (lineage)",
+    "models": "list, show and promote registered model versions",
 }
 
 _OVERRIDE = re.compile(r"^[+~]{0,2}[A-Za-z_][\w.\-/@]*=")
@@ -63,6 +72,23 @@ _SELECTIONS = {
     "drift.reference": "drift.reference",
     "drift.current": "drift.current",
 }
+
+
+# Flags of jobs that stand for a config key (`raylake train --from-run RUN_ID`).
+_FLAGS = {"--from-run": "train.from_run"}
+
+
+def _flags_to_overrides(args: Sequence[str]) -> list[str]:
+    out, it = [], iter(args)
+    for arg in it:
+        flag, eq, value = arg.partition("=")
+        if flag in _FLAGS:
+            if not eq:
+                value = next(it, "")
+            out.append(f"{_FLAGS[flag]}={value}")
+        else:
+            out.append(arg)
+    return out
 
 
 def _quote_selections(args: Sequence[str]) -> list[str]:
@@ -98,6 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _lake(rest)
         if command == "runs":
             return _runs(rest)
+        if command == "models":
+            return _models(rest)
     except RaylakeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -123,6 +151,7 @@ def _usage() -> str:
         "  raylake quality report table=weather",
         "  raylake lake history flights lake.root=/tmp/lake",
         "  raylake runs list lake.root=/tmp/lake",
+        "  raylake models promote flight-delay 3 lake.root=/tmp/lake",
         "",
         "`raylake <job> --help` shows the job's config groups; `raylake <job> --cfg job` its config.",
     ]
@@ -141,7 +170,7 @@ def run_job(job: str, args: Sequence[str]) -> int:
     from raylake.config.loader import CONF_DIR, CONFIG_NAME, check_overrides
     from raylake.config.schema import register_configs
 
-    args = _quote_selections(args)
+    args = _quote_selections(_flags_to_overrides(args))
     try:
         check_overrides([a for a in args if _OVERRIDE.match(a)])
     except RaylakeError as exc:
@@ -288,6 +317,49 @@ def _runs(args: Sequence[str]) -> int:
     else:
         print(json.dumps(get_run(lake, ns.run_id), indent=2, default=str))
     return 0
+
+
+def _models(args: Sequence[str]) -> int:
+    from raylake.models import ModelRegistry
+
+    rest, overrides = _split(args)
+    p = argparse.ArgumentParser(prog="raylake models", description=ADMIN["models"])
+    sub = p.add_subparsers(dest="op", required=True)
+    ls = sub.add_parser("list", help="versions with stage, flavor, run and metrics")
+    ls.add_argument("name", nargs="?")
+    sh = sub.add_parser("show", help="one version's metadata and stage history (JSON)")
+    sh.add_argument("ref", metavar="NAME[:VERSION|champion|latest]")
+    pr = sub.add_parser("promote", help="make a version the champion (or archive it)")
+    pr.add_argument("name")
+    pr.add_argument("version")
+    # Not argparse choices: a bad stage gets raylake's error with the fix.
+    pr.add_argument("--stage", default="champion", help="champion (default) or archived")
+    pr.add_argument("--reason", default="", help="recorded in the stage history")
+    ns = p.parse_args(rest)
+    registry = ModelRegistry(_open_lake(overrides))
+    if ns.op == "list":
+        rows = [
+            {"name": v.name, "version": v.version, "stage": v.stage, "flavor": v.flavor,
+             "created_at": v.created_at, "run_id": v.run_id or "",
+             "metrics": " ".join(f"{k}={_fmt_metric(m)}" for k, m in list(v.metrics.items())[:4])}
+            for v in registry.list(ns.name)
+        ]
+        _print_rows(rows, empty=f"no models in {registry.lake.root}")
+    elif ns.op == "show":
+        print(json.dumps(registry.get(ns.ref).to_dict(), indent=2, default=str))
+    else:
+        before = {v.version: v.stage for v in registry.list(ns.name)}
+        mv = registry.promote(ns.name, ns.version, ns.stage, reason=ns.reason)
+        changed = [v for v in registry.list(ns.name) if before.get(v.version) != v.stage]
+        if not changed:
+            print(f"{mv.ref} is already {mv.stage}")
+        for v in changed:
+            print(f"{v.ref}: {before.get(v.version)} -> {v.stage}")
+    return 0
+
+
+def _fmt_metric(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _print_rows(rows: list[dict[str, Any]], empty: str = "(none)") -> None:

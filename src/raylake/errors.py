@@ -78,6 +78,18 @@ class TransformError(RaylakeError):
     """An on-demand feature function failed or returned the wrong columns."""
 
 
+class FeatureRequestError(RaylakeError):
+    """A feature server request is malformed, names an unknown key or is too large;
+    ``status`` is the HTTP status the server answers it with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+    def __reduce__(self):  # crosses processes (Serve handles) with its status
+        return type(self), (self.status, str(self))
+
+
 class ModelError(RaylakeError):
     """A model cannot be registered, built or loaded as given."""
 
@@ -100,3 +112,21 @@ class ArtifactError(ModelError):
 
 class ArtifactIntegrityError(ArtifactError):
     """A model artifact's bytes differ from the hash recorded when it was registered."""
+
+
+class TuneError(RaylakeError):
+    """A tuning sweep produced no usable trial."""
+
+
+class ModelRequestError(RaylakeError):
+    """A model server request is malformed, misses or mistypes a feature, or is too
+    large; ``status`` is the HTTP status the server answers it with, ``kind`` the
+    error kind counted in the server's metrics."""
+
+    def __init__(self, status: int, message: str, kind: str = "invalid_request") -> None:
+        super().__init__(message)
+        self.status = status
+        self.kind = kind
+
+    def __reduce__(self):  # crosses processes (Serve handles) with its status
+        return type(self), (self.status, str(self), self.kind)

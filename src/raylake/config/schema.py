@@ -260,6 +260,60 @@ class FeatureServerConfig:
 
 
 @dataclass
+class ArmConfig:
+    # A registered model, NAME[:VERSION|champion|latest]; pinned to a version at deploy.
+    model: str = MISSING
+    # Share of the traffic (weights are normalised over the non-shadow arms).
+    weight: float = 1.0
+    # A shadow arm gets a copy of every request; its answer is logged, never returned.
+    shadow: bool = False
+
+
+@dataclass
+class ModelServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Autoscaling of the model deployment (Ray Serve's autoscaling_config).
+    min_replicas: int = 1
+    max_replicas: int = 2
+    target_ongoing_requests: float = 8.0
+    upscale_delay_s: float = 30.0
+    downscale_delay_s: float = 600.0
+    replica_cpus: float = 0.25  # fractional: replicas share a small machine with other work
+    # Requests a replica holds at once; at least max_batch_size, or batches stay small.
+    max_ongoing_requests: int = 64
+    # @serve.batch: requests scored together (one model call per arm).
+    max_batch_size: int = 32
+    batch_wait_timeout_s: float = 0.005
+    max_rows: int = 1000  # rows per request; more gets a 413
+    # A/B test: arm name -> model, weight, shadow. Empty: one arm "main" serving `model`.
+    arms: dict[str, ArmConfig] = field(default_factory=dict)
+    # Mixed into the assignment hash: a new salt reshuffles units between arms.
+    salt: str = "raylake"
+    # Entity-key requests look features up in the online store through this feature
+    # service; None: requests must carry the feature values.
+    feature_service: Optional[str] = None
+    # Request log: every request and answer, appended in batches (None: no log).
+    request_log_table: Optional[str] = "serving/requests"
+    log_flush_rows: int = 500
+    log_flush_s: float = 5.0
+    # Where `raylake serve` writes the Serve config for `serve deploy`; None: not written.
+    config_file: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_replicas <= self.max_replicas and not (
+                self.min_replicas == 0 and self.max_replicas > 0):
+            raise ValueError(f"model_server: need 0 <= min_replicas ({self.min_replicas}) <= "
+                             f"max_replicas ({self.max_replicas}) and max_replicas >= 1")
+        for name in ("replica_cpus", "target_ongoing_requests", "log_flush_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"model_server.{name} must be > 0")
+        for name in ("max_batch_size", "max_rows", "log_flush_rows", "max_ongoing_requests"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"model_server.{name} must be at least 1")
+
+
+@dataclass
 class OnlineStoreConfig:
     # sqlite (embedded default) or redis. Secrets (REDIS_PASSWORD) come from the environment.
     type: str = "sqlite"
@@ -296,6 +350,9 @@ class TrainingSetConfig:
     feature_service: Optional[str] = None
     full_feature_names: bool = True
     output_table: str = "training/flights_delay"
+    # Feature tables with fewer rows are joined by broadcast, larger ones shuffled
+    # (None: raylake's default, 1,000,000 rows; 0 shuffles every view).
+    broadcast_rows: Optional[int] = None
 
 
 @dataclass
@@ -330,6 +387,173 @@ class DriftConfig:
 
 
 @dataclass
+class SplitConfig:
+    # Time-based splits: train < valid_start <= valid < test_start <= test. Without
+    # dates, the time range is cut by fractions (the last test_fraction is test).
+    time_column: str = "time_hour"
+    valid_start: Optional[str] = None
+    test_start: Optional[str] = None
+    valid_fraction: float = 0.15
+    test_fraction: float = 0.15
+
+
+@dataclass
+class ScalingSettings:
+    # Ray Train's ScalingConfig: workers, GPUs and the resources each worker holds.
+    num_workers: int = 2
+    use_gpu: bool = False
+    cpus_per_worker: float = 0.5
+    # Threads a worker computes with (XGBoost nthread, torch threads); None: its CPUs,
+    # at least 1. Resources are for scheduling; threads may exceed a fractional share.
+    threads_per_worker: Optional[int] = None
+    # DDP backend for torch: gloo on CPU, nccl on GPUs; None picks by use_gpu.
+    backend: Optional[str] = None
+
+
+@dataclass
+class CostConfig:
+    # The business metric: what a missed delay and a false alarm cost, giving the
+    # expected cost per `per` flights against doing nothing (predicting no delay).
+    missed: float = 100.0
+    false_alarm: float = 20.0
+    per: int = 1000
+
+
+@dataclass
+class XGBoostSettings:
+    params: dict[str, Any] = field(default_factory=lambda: {
+        "objective": "binary:logistic", "eval_metric": ["logloss", "auc"],
+        "tree_method": "hist", "max_depth": 8, "eta": 0.1, "subsample": 0.8,
+        "colsample_bytree": 0.8, "max_bin": 256})
+    num_boost_round: int = 100
+    early_stopping_rounds: Optional[int] = None
+
+
+@dataclass
+class TorchSettings:
+    epochs: int = 5
+    batch_size: int = 4096
+    lr: float = 0.003
+    weight_decay: float = 0.0
+    embedding_dim: int = 8
+    hidden: list[int] = field(default_factory=lambda: [64, 32])
+    dropout: float = 0.1
+
+
+@dataclass
+class TrainConfig:
+    name: str = "xgboost"
+    trainer: str = "xgboost"  # xgboost | torch
+    # The registered model's name, and whether to register the result as a candidate.
+    model_name: str = "delay_model"
+    register: bool = True
+    # The training set: a lake table at a version (None: the latest, recorded).
+    table: str = "training/flights_delay"
+    table_version: Optional[str] = None
+    label: str = "delayed"
+    # Columns to learn from; empty: every column but the label, the split's time
+    # column and `exclude`. Categorical ones are encoded with a vocabulary from train.
+    features: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    categorical: list[str] = field(default_factory=list)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    scaling: ScalingSettings = field(default_factory=ScalingSettings)
+    xgboost: XGBoostSettings = field(default_factory=XGBoostSettings)
+    torch: TorchSettings = field(default_factory=TorchSettings)
+    # Report (and checkpoint) every N boosting rounds or epochs; retries of a failed run.
+    checkpoint_every: int = 25
+    max_failures: int = 2
+    seed: int = 42
+    cost: CostConfig = field(default_factory=CostConfig)
+    # Ray Train's storage for checkpoints; None: <lake.root>/_train.
+    storage_path: Optional[str] = None
+    # Re-train from a run record's exact inputs and config (`raylake train --from-run`).
+    from_run: Optional[str] = None
+
+
+@dataclass
+class TuneSchedulerConfig:
+    # asha: stop trials whose metric trails the others' at each rung (grace_period,
+    # grace_period * reduction_factor, ... up to max_t, in `time_attr` units); fifo:
+    # run every trial to its end.
+    type: str = "asha"
+    # None: the trainer's whole budget (xgboost.num_boost_round, torch.epochs).
+    max_t: Optional[int] = None
+    grace_period: int = 10
+    reduction_factor: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.type not in ("asha", "fifo"):
+            raise ValueError(f"tune.scheduler.type={self.type!r} is not one of asha, fifo")
+        if self.grace_period < 1 or (self.max_t is not None and self.grace_period > self.max_t):
+            raise ValueError(f"tune.scheduler: grace_period={self.grace_period} must be >= 1 "
+                             f"and <= max_t={self.max_t}")
+        if self.reduction_factor <= 1:
+            raise ValueError("tune.scheduler.reduction_factor must be > 1 (ASHA keeps the "
+                             "best 1/reduction_factor of the trials at each rung)")
+
+
+@dataclass
+class TuneConfig:
+    name: str = "xgboost"
+    # The trainer the space's keys are written for; a sweep under another
+    # train.trainer is refused. None: any trainer.
+    trainer: Optional[str] = "xgboost"
+    # A metric the trainer reports (valid_logloss, valid_auc, ...) and whether lower is better.
+    metric: str = "valid_logloss"
+    mode: str = "min"
+    # The reported counter trial time is measured in: round (xgboost), epoch (torch).
+    time_attr: str = "round"
+    # Samples drawn from the space; each `grid` entry multiplies them.
+    num_samples: int = 4
+    # Trials at once. Each trial's Ray Train workers hold train.scaling CPUs: on a
+    # small machine one at a time leaves CPUs for Ray Data to feed them.
+    max_concurrent_trials: int = 1
+    # CPUs of a trial's own process, which only starts and waits for Ray Train (the
+    # workers reserve their own). Even 0.01 matters: a Ray Data read task holding one
+    # whole CPU then no longer fits next to the workers on a 2-CPU machine.
+    trial_cpus: float = 0.0
+    # Inside trials the trainer reports every N rounds or epochs (train.checkpoint_every):
+    # ASHA can only stop a trial at a report.
+    report_every: int = 5
+    scheduler: TuneSchedulerConfig = field(default_factory=TuneSchedulerConfig)
+    # Dotted train-config key -> one distribution: {choice: [a, b]}, {uniform: [lo, hi]},
+    # {loguniform: [lo, hi]}, {randint: [lo, hi]} (hi excluded), {grid: [a, b]} (every value).
+    space: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seed: int = 42
+    # The lake table of the sweep's trials (appended); None: tune/<train.model_name>_trials.
+    trials_table: Optional[str] = None
+    # Register the best trial's model as a candidate of train.model_name.
+    register: bool = True
+    # Tune's experiment state; None: <lake.root>/_tune.
+    storage_path: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("min", "max"):
+            raise ValueError(f"tune.mode={self.mode!r} is not one of min, max")
+        for name, value in (("num_samples", self.num_samples),
+                            ("max_concurrent_trials", self.max_concurrent_trials),
+                            ("report_every", self.report_every)):
+            if value < 1:
+                raise ValueError(f"tune.{name}={value} must be at least 1")
+        if self.trial_cpus < 0:
+            raise ValueError(f"tune.trial_cpus={self.trial_cpus} must be >= 0")
+
+
+@dataclass
+class BatchPredictConfig:
+    # Where predictions go; None: predictions/<model name>.
+    output_table: Optional[str] = None
+    # Input columns carried next to each prediction; empty: every non-feature column.
+    keep_columns: list[str] = field(default_factory=list)
+    # The actor pool: each actor loads the model once and scores `batch_rows` at a time.
+    actors: int = 2
+    actor_cpus: float = 0.5
+    threads_per_actor: int = 1
+    batch_rows: int = 250_000
+
+
+@dataclass
 class RaylakeConfig:
     lake: LakeConfig = field(default_factory=LakeConfig)
     ray: RayConfig = field(default_factory=RayConfig)
@@ -340,9 +564,15 @@ class RaylakeConfig:
     training_set: TrainingSetConfig = field(default_factory=TrainingSetConfig)
     online: OnlineStoreConfig = field(default_factory=OnlineStoreConfig)
     feature_server: FeatureServerConfig = field(default_factory=FeatureServerConfig)
+    model_server: ModelServerConfig = field(default_factory=ModelServerConfig)
     materialize: MaterializeConfig = field(default_factory=MaterializeConfig)
     profile: ProfileConfig = field(default_factory=ProfileConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    batch_predict: BatchPredictConfig = field(default_factory=BatchPredictConfig)
+    # A registered model, NAME[:VERSION|champion|latest], for jobs that use one.
+    model: Optional[str] = None
+    tune: TuneConfig = field(default_factory=TuneConfig)
     # The table (and version: an int, a tag or an ISO timestamp) a job reads,
     # for jobs over one table: profile, drift, validate, quality report.
     table: Optional[str] = None

@@ -75,7 +75,8 @@ def training_set(cfg: DictConfig, *, echo: Any = print) -> dict[str, Any]:
             entities = _with_label(entities, t.label_name, t.label, t.drop_null_label)
         job = get_historical_features(lake, reg, entities, features,
                                       event_timestamp_column=t.event_timestamp_column,
-                                      full_feature_names=t.full_feature_names)
+                                      full_feature_names=t.full_feature_names,
+                                      broadcast_rows=t.broadcast_rows)
         inputs = [{"table": t.entity_table, "version": entity_version, "role": "entities"}]
         inputs += [{"table": v["table"], "version": v["version"], "role": "features",
                     "view": v["view"]} for v in job.views]

@@ -3,16 +3,23 @@
 For each entity row and feature view, the feature row with the same join keys
 and the latest event time ``t`` with ``entity_ts - ttl <= t <= entity_ts``
 (ties broken by the larger created time) supplies the features; none gives
-nulls. Feature tables are read with Ray Data at pinned versions, limited
-to the columns the views need. Both sides are hash-partitioned on the
-join keys by tasks that return one object per partition, and one task per
-partition joins its share: rows stay in the object store, never all on the
-driver, and a key with many feature rows costs one sorted merge, not a
-key-then-time explosion. Static views (no timestamp field) join on keys alone.
+nulls. Static views (no timestamp field) join on keys alone. The join of a
+block with one view is ``asof.probe``: binary searches in numpy, no sort of the
+entity rows.
+
+Feature tables are read at pinned versions, limited to the columns the views
+need. A table with fewer rows than a threshold (Delta's log counts them, so
+nothing is read to decide) is broadcast: one task reads and indexes it, the
+object store shares the result, and one task per entity block joins every such
+view at once. A larger table is shuffled: both sides hash-partitioned on the join
+keys by tasks that return one object per partition, one join task per partition.
+Either way rows stay in the object store, never all on the driver, and a
+cluster splits the entity rows across its nodes.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,10 +30,13 @@ import pyarrow.compute as pc
 import ray
 
 from raylake.errors import ConfigError
-from raylake.features import on_demand
+from raylake.features import asof, on_demand
 from raylake.features.definitions import FeatureView, Registry
 
 ROW = "_rl_entity_row"  # entity row order, kept through the joins
+# Feature tables with fewer rows are broadcast (a copy per node) instead of shuffled.
+BROADCAST_ROWS = 1_000_000
+MIN_BLOCK_ROWS = 50_000  # entity rows from the driver: no smaller slices than this
 
 
 @dataclass
@@ -42,7 +52,11 @@ class RetrievalJob:
         if not tables:
             return pa.table({c: [] for c in self.columns})
         table = pa.concat_tables(tables, promote_options="permissive")
-        return table.sort_by(ROW).select(self.columns)
+        row = table.column(ROW).to_numpy()
+        # Broadcast joins keep the entity order; only shuffled partitions need the sort.
+        if len(row) > 1 and not (row[1:] > row[:-1]).all():
+            table = table.sort_by(ROW)
+        return table.select(self.columns)
 
     def to_pandas(self) -> pd.DataFrame:
         return self.to_arrow().to_pandas()
@@ -60,13 +74,18 @@ def get_historical_features(
     event_timestamp_column: str = "event_timestamp",
     full_feature_names: bool = False,
     partitions: int | None = None,
+    broadcast_rows: int | None = None,
 ) -> RetrievalJob:
-    """Feast's ``get_historical_features`` over lake tables."""
+    """Feast's ``get_historical_features`` over lake tables.
+
+    A view whose table has fewer than ``broadcast_rows`` rows (Delta's own count;
+    default ``BROADCAST_ROWS``) is joined by broadcast; larger ones are shuffled.
+    """
     # On-demand views add their source features to the fetch (hidden unless asked for).
     plan = on_demand.plan(registry, registry.select(features))
     wanted = plan.fetch
     parts = partitions or max(2, int(ray.cluster_resources().get("CPU", 2)) * 2)
-    blocks, columns = _entity_blocks(entity_df)
+    blocks, columns = _entity_blocks(entity_df, parts)
     if event_timestamp_column not in columns:
         raise ConfigError(
             f"The entity rows have no {event_timestamp_column!r} column (columns: {columns}); "
@@ -79,7 +98,7 @@ def get_historical_features(
             f"(columns: {columns})."
         )
     out_cols = list(columns)
-    used = []
+    used, joins = [], []
     for view_name, feats in wanted.items():
         view = registry.view(view_name)
         missing = [k for k in view.join_keys if k not in out_cols]
@@ -92,19 +111,14 @@ def get_historical_features(
                 f"Feature column(s) {clash} of view {view_name!r} collide with existing columns; "
                 "pass full_feature_names=True (names become view__feature)."
             )
-        feature_refs, version = _feature_blocks(lake, view, feats)
+        version, rows = _source(lake, view)
         used.append({"view": view_name, "table": view.source, "version": version})
-        keys = list(view.join_keys)
-        ent_parts = [_split.options(num_returns=parts).remote(b, keys, parts) for b in blocks]
-        feat_parts = [_split.options(num_returns=parts).remote(b, keys, parts) for b in feature_refs]
-        ent_parts = [p if isinstance(p, list) else [p] for p in ent_parts]
-        feat_parts = [p if isinstance(p, list) else [p] for p in feat_parts]
-        blocks = [
-            _join.remote(view, feats, names, event_timestamp_column,
-                         [e[i] for e in ent_parts], *[f[i] for f in feat_parts])
-            for i in range(parts)
-        ]
+        joins.append(_ViewJoin(view, feats, names, version, rows))
         out_cols += list(names.values())
+    # The joined blocks (entity columns, ROW, every view's features), still in the
+    # object store: one per entity block, or per partition once a view is shuffled.
+    blocks = _join_views(lake, joins, blocks, event_timestamp_column, parts,
+                         BROADCAST_ROWS if broadcast_rows is None else broadcast_rows)
     if plan.on_demand:
         blocks = [_on_demand.remote(b, plan, registry, full_feature_names) for b in blocks]
         out_cols += [f"{o.name}__{f}" if full_feature_names else f
@@ -119,18 +133,23 @@ def _on_demand(block: pa.Table, plan: on_demand.Plan, registry: Registry,
     return on_demand.apply_to_table(block, plan, registry, full_feature_names)
 
 
-def _entity_blocks(entity_df: Any) -> tuple[list[ray.ObjectRef], list[str]]:
+def _entity_blocks(entity_df: Any, parts: int) -> tuple[list[ray.ObjectRef], list[str]]:
     if isinstance(entity_df, ray.data.Dataset):
         refs = entity_df.to_arrow_refs()
         columns = entity_df.schema().names
-    else:
-        table = pa.Table.from_pandas(entity_df, preserve_index=False) if isinstance(
-            entity_df, pd.DataFrame) else entity_df
-        refs, columns = [ray.put(table)], table.column_names
-    # Number the rows so the training set keeps the entity order.
-    sizes = ray.get([_num_rows.remote(r) for r in refs])
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int).tolist()
-    return [_number.remote(r, s) for r, s in zip(refs, starts)], list(columns)
+        # Number the rows so the training set keeps the entity order.
+        sizes = ray.get([_num_rows.remote(r) for r in refs])
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int).tolist()
+        return [_number.remote(r, s) for r, s in zip(refs, starts)], list(columns)
+    table = pa.Table.from_pandas(entity_df, preserve_index=False) if isinstance(
+        entity_df, pd.DataFrame) else entity_df
+    # Rows on the driver: numbered here and put as a few slices, so the joins run
+    # in parallel without a pass of tasks that only count and number rows.
+    n = table.num_rows
+    count = max(1, min(parts, -(-n // MIN_BLOCK_ROWS)))
+    bounds = [n * i // count for i in range(count + 1)]
+    return [ray.put(table.slice(a, b - a).append_column(ROW, pa.array(np.arange(a, b, dtype=np.int64))))
+            for a, b in zip(bounds, bounds[1:])], list(table.column_names)
 
 
 @ray.remote(num_cpus=0.25)
@@ -143,13 +162,88 @@ def _number(block: pa.Table, start: int) -> pa.Table:
     return block.append_column(ROW, pa.array(np.arange(start, start + block.num_rows, dtype=np.int64)))
 
 
-def _feature_blocks(lake: Any, view: FeatureView, feats: list[str]) -> tuple[list[ray.ObjectRef], int]:
+@dataclass
+class _ViewJoin:
+    view: FeatureView
+    feats: list[str]
+    names: dict[str, str]  # feature -> output column
+    version: int
+    rows: int | None  # from the Delta log; None when a file has no row count
+
+    @property
+    def columns(self) -> list[str]:
+        v = self.view
+        return list(dict.fromkeys([*v.join_keys, *(c for c in (v.timestamp_field,
+                                   v.created_timestamp_column) if c), *self.feats]))
+
+    def prepare(self, table: pa.Table) -> asof.FeatureSide:
+        v = self.view
+        types = dict(v.features)
+        ttl = None if v.ttl is None or v.timestamp_field is None else \
+            v.ttl // dt.timedelta(microseconds=1) * 1000
+        return asof.prepare(v.name, table, list(v.join_keys), [(f, types[f]) for f in self.feats],
+                            v.timestamp_field, v.created_timestamp_column, ttl)
+
+
+def _source(lake: Any, view: FeatureView) -> tuple[int, int | None]:
+    """The view's table version and row count, from the Delta log alone."""
     dtab = lake.table(view.source, view.source_version)
-    cols = list(dict.fromkeys([*view.join_keys, *(c for c in (view.timestamp_field,
-                               view.created_timestamp_column) if c), *feats]))
-    ds = ray.data.read_delta(dtab.table_uri, version=dtab.version(), columns=cols,
+    actions = dtab.get_add_actions(flatten=True)
+    records = actions.column("num_records").to_pylist() if actions.num_rows else []
+    rows = int(sum(records)) if all(r is not None for r in records) else None
+    return dtab.version(), rows
+
+
+def _join_views(lake: Any, joins: list[_ViewJoin], blocks: list[ray.ObjectRef], ts_col: str,
+                parts: int, broadcast_rows: int) -> list[ray.ObjectRef]:
+    """Large views are shuffled (both sides hash-partitioned on the keys, one join task
+    per partition), so a cluster splits them; then every small view is joined in one
+    task per block against a copy of its table that the object store shares."""
+    small = [j for j in joins if j.rows is not None and j.rows < broadcast_rows]
+    for j in joins:
+        if any(j is s for s in small):
+            continue
+        keys = list(j.view.join_keys)
+        feature_refs = _feature_blocks(lake, j)
+        ent_parts = [_split.options(num_returns=parts).remote(b, keys, parts) for b in blocks]
+        feat_parts = [_split.options(num_returns=parts).remote(b, keys, parts) for b in feature_refs]
+        ent_parts = [p if isinstance(p, list) else [p] for p in ent_parts]
+        feat_parts = [p if isinstance(p, list) else [p] for p in feat_parts]
+        blocks = [_join.remote(j, ts_col, [e[i] for e in ent_parts], *[f[i] for f in feat_parts])
+                  for i in range(parts)]
+    if not small:
+        return blocks
+    sides = [_broadcast_side.remote(lake, j) for j in small]
+    order = [n for j in joins for n in j.names.values()]  # the views' order, whichever path
+    return [_join_broadcast.remote(b, small, ts_col, order, *sides) for b in blocks]
+
+
+def _feature_blocks(lake: Any, j: _ViewJoin) -> list[ray.ObjectRef]:
+    dtab = lake.table(j.view.source, j.version)
+    ds = ray.data.read_delta(dtab.table_uri, version=j.version, columns=j.columns,
                              storage_options=lake.storage.delta_options())
-    return ds.to_arrow_refs(), dtab.version()
+    return ds.to_arrow_refs()
+
+
+@ray.remote(num_cpus=0.5)
+def _broadcast_side(lake: Any, j: _ViewJoin) -> asof.FeatureSide:
+    return j.prepare(lake.read(j.view.source, j.version, columns=j.columns))
+
+
+@ray.remote(num_cpus=0.5)
+def _join_broadcast(block: pa.Table, joins: list[_ViewJoin], ts_col: str, order: list[str],
+                    *sides: asof.FeatureSide) -> pa.Table:
+    times = asof.nanos(block.column(ts_col))
+    for j, side in zip(joins, sides):
+        block = _append(block, j, asof.probe(side, block, times))
+    fixed = [c for c in block.column_names if c not in set(order)]
+    return block.select([*fixed, *(c for c in order if c in block.column_names)])
+
+
+def _append(block: pa.Table, j: _ViewJoin, values: pa.Table) -> pa.Table:
+    for f in j.feats:
+        block = block.append_column(pa.field(j.names[f], values.schema.field(f).type), values.column(f))
+    return block
 
 
 def _hash_parts(table: pa.Table, keys: list[str], parts: int) -> np.ndarray:
@@ -165,78 +259,16 @@ def _split(block: pa.Table, keys: list[str], parts: int):
 
 
 @ray.remote(num_cpus=0.5)
-def _join(view: FeatureView, feats: list[str], names: dict[str, str], ts_col: str,
-          entity_parts: list, *feature_parts: pa.Table) -> pa.Table:
+def _join(j: _ViewJoin, ts_col: str, entity_parts: list, *feature_parts: pa.Table) -> pa.Table:
     # A list argument's refs are not resolved by Ray; the varargs ones are.
     parts = ray.get(list(entity_parts))
-    ent = [t for t in parts if t.num_rows]
-    if not ent:  # an empty partition keeps the schema, with the new columns as nulls
-        empty = parts[0] if parts else pa.table({})
-        for feat in feats:
-            empty = empty.append_column(names[feat], pa.nulls(0, dict(view.features)[feat]))
-        return empty
-    e = pa.concat_tables(ent, promote_options="permissive").to_pandas()
-    fs = [t for t in feature_parts if t.num_rows]
-    cols = [*view.join_keys, *(c for c in (view.timestamp_field, view.created_timestamp_column) if c),
-            *feats]
-    f = pa.concat_tables(fs).select(cols).to_pandas() if fs else pd.DataFrame(
-        {c: pd.Series(dtype="object") for c in cols})
-    out = join_frames(e, f, view, feats, names, ts_col)
-    table = pa.Table.from_pandas(out, preserve_index=False)
-    # Back to the entity columns' own types (pandas made times nanoseconds).
-    for fld in ent[0].schema:
-        idx = table.schema.get_field_index(fld.name)
-        table = table.set_column(idx, fld.name, _as_type(table.column(idx), fld.type))
-    for feat in feats:
-        want = dict(view.features)[feat]
-        name = names[feat]
-        table = table.set_column(table.schema.get_field_index(name), name,
-                                 _as_type(table.column(name), want))
-    return table
-
-
-def _as_type(col: pa.ChunkedArray, want: pa.DataType) -> pa.ChunkedArray:
-    if col.type == want:
-        return col
-    if pa.types.is_null(col.type):
-        return pa.chunked_array([pa.nulls(len(col), want)])
-    return col.cast(want, safe=False)
-
-
-def join_frames(e: pd.DataFrame, f: pd.DataFrame, view: FeatureView, feats: list[str],
-                names: dict[str, str], ts_col: str) -> pd.DataFrame:
-    """The as-of join of one partition (pandas; exact semantics, see module doc)."""
-    keys = list(view.join_keys)
-    tsf, created, ttl = view.timestamp_field, view.created_timestamp_column, view.ttl
-    rename = {c: f"_f_{c}" for c in f.columns if c not in keys}
-    f = f.rename(columns=rename)
-    for k in keys:  # the two sides may type a key differently (int32 vs int64)
-        if len(f) and len(e) and f[k].dtype != e[k].dtype:
-            f[k] = f[k].astype(e[k].dtype)
-    fe = {f"_f_{x}": names[x] for x in feats}
-    e = e.copy()
-    e[ts_col] = _utc(e[ts_col])
-    if tsf is None:
-        f = f.drop_duplicates(subset=keys, keep="last")
-        out = e.merge(f[[*keys, *fe]], on=keys, how="left")
-        return out.rename(columns=fe)
-    ftime = f"_f_{tsf}"
-    f[ftime] = _utc(f[ftime])
-    f = f.dropna(subset=[ftime])
-    sort_cols = [ftime] + ([f"_f_{created}"] if created else [])
-    f = f.sort_values(sort_cols, kind="stable")
-    f = f.drop_duplicates(subset=[*keys, ftime], keep="last")  # ties: larger created wins
-    usable = e[ts_col].notna() & e[keys].notna().all(axis=1)
-    left = e[usable].sort_values(ts_col, kind="stable")
-    joined = pd.merge_asof(
-        left, f[[*keys, ftime, *fe]], left_on=ts_col, right_on=ftime, by=keys,
-        direction="backward", allow_exact_matches=True,
-        tolerance=pd.Timedelta(ttl) if ttl is not None else None,
-    )
-    out = pd.concat([joined, e[~usable]], ignore_index=True)
-    return out.drop(columns=[ftime]).rename(columns=fe)
-
-
-def _utc(series: pd.Series) -> pd.Series:
-    s = pd.to_datetime(series, utc=True)
-    return s.astype("datetime64[ns, UTC]")
+    ent = [t for t in parts if t.num_rows] or parts[:1]
+    if not ent:
+        return pa.table({})
+    block = pa.concat_tables(ent, promote_options="permissive")
+    fs = [t.select(j.columns) for t in feature_parts if t.num_rows]
+    table = pa.concat_tables(fs, promote_options="permissive") if fs else pa.table(
+        {c: pa.array([], pa.null()) for c in j.columns})
+    side = j.prepare(table)
+    times = asof.nanos(block.column(ts_col)) if j.view.timestamp_field else None
+    return _append(block, j, asof.probe(side, block, times))

@@ -13,10 +13,10 @@ import json
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from ray import serve
 
-from raylake.errors import RaylakeError
+from raylake.errors import FeatureRequestError, RaylakeError
 
 app = FastAPI(title="raylake feature server")
 
@@ -26,10 +26,7 @@ _TYPES = {
 }
 
 
-class BadRequest(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+BadRequest = FeatureRequestError  # the short name this module raises
 
 
 async def _json(request: Request) -> dict[str, Any]:
@@ -41,6 +38,35 @@ async def _json(request: Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequest(400, "The body must be a JSON object.")
     return body
+
+
+# Starlette's JSONResponse settings, with the encoder built once rather than per call.
+_DUMPS = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+_COLUMN_KEYS = {"values", "statuses", "event_timestamps"}
+
+
+def _encode(result: dict[str, Any]) -> bytes:
+    """Feast's response as JSON, each distinct list encoded once: a view's columns share
+    one list of event times (and of statuses when all are present), and encoding those
+    again per feature would cost more than the lookup itself."""
+    results = result.get("results")
+    if result.keys() != {"metadata", "results"} or not isinstance(results, list) or not all(
+            isinstance(r, dict) and r.keys() == _COLUMN_KEYS for r in results):
+        return _DUMPS(result).encode()
+    if not results or len(results[0]["values"]) < 8:  # short lists: one encoder call is cheaper
+        return _DUMPS(result).encode()
+    memo: dict[int, str] = {}
+
+    def once(values: Any) -> str:
+        text = memo.get(id(values))  # every list lives in `result` while this runs
+        if text is None:
+            text = memo[id(values)] = _DUMPS(values)
+        return text
+
+    columns = ",".join(
+        f'{{"values":{_DUMPS(r["values"])},"statuses":{once(r["statuses"])},'
+        f'"event_timestamps":{once(r["event_timestamps"])}}}' for r in results)
+    return f'{{"metadata":{_DUMPS(result["metadata"])},"results":[{columns}]}}'.encode()
 
 
 def _status(exc: Exception) -> int:
@@ -98,25 +124,18 @@ class FeatureServer:
         self.store = open_store(store[0], **store[1])
         self.lake = Lake(Storage.from_config(lake_root, lake_options))
         self.max_batch = max_batch
+        self._types = {**self.registry.key_types(), **self.registry.request_types()}
 
     @app.get("/health")
     def health(self) -> dict[str, str]:
         return {"status": "ok"}
 
     @app.post("/get-online-features")
-    async def get_online_features(self, request: Request) -> JSONResponse:
-        from raylake.features.online.lookup import get_online_features
-
+    async def get_online_features(self, request: Request) -> Response:
         try:
-            body = await _json(request)
-            features = body.get("feature_service") or body.get("features")
-            if not features:
-                raise BadRequest(400, "Give 'features': ['view:feature', ...] or 'feature_service'.")
-            entities = body.get("entities")
-            self._check_entities(entities)
-            result = get_online_features(self.store, self.registry, features, entities,
-                                         full_feature_names=bool(body.get("full_feature_names")))
-            return JSONResponse(result)
+            result = self._lookup(await _json(request))
+            # Bytes in a plain Response: FastAPI neither validates nor re-serializes them.
+            return Response(_encode(result), media_type="application/json")
         except BadRequest as exc:
             return JSONResponse({"error": str(exc)}, status_code=exc.status)
         except RaylakeError as exc:  # unknown feature, view or service (404), missing keys (422)
@@ -161,10 +180,31 @@ class FeatureServer:
         except RaylakeError as exc:
             return JSONResponse({"error": str(exc)}, status_code=_status(exc))
 
+    async def lookup(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST /get-online-features`` without HTTP, for other deployments calling through
+        a DeploymentHandle (``await handle.lookup.remote({"features": [...], "entities":
+        {...}})``): the same request and response as dicts, no proxy hop, no JSON. A bad
+        request raises ``FeatureRequestError`` (its ``status`` is the HTTP one) or another
+        ``RaylakeError``."""
+        if not isinstance(body, dict):
+            raise BadRequest(400, "The request must be a dict (Feast's request shape).")
+        return self._lookup(body)
+
+    def _lookup(self, body: dict[str, Any]) -> dict[str, Any]:
+        from raylake.features.online.lookup import get_online_features
+
+        features = body.get("feature_service") or body.get("features")
+        if not features:
+            raise BadRequest(400, "Give 'features': ['view:feature', ...] or 'feature_service'.")
+        entities = body.get("entities")
+        self._check_entities(entities)
+        return get_online_features(self.store, self.registry, features, entities,
+                                   full_feature_names=bool(body.get("full_feature_names")))
+
     def _check_entities(self, entities: Any) -> None:
         if not isinstance(entities, dict) or not entities:
             raise BadRequest(400, "Give 'entities': {\"join_key\": [values, ...]}.")
-        types = {**self.registry.key_types(), **self.registry.request_types()}
+        types = self._types
         for key, values in entities.items():
             if key not in types:
                 raise BadRequest(422, f"Unknown entity key {key!r}; known keys: {sorted(types)}.")

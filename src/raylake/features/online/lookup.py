@@ -23,7 +23,7 @@ _EPOCH = "1970-01-01T00:00:00Z"
 def get_online_features(store: OnlineStore, registry: Registry, features: list[str] | str,
                         entities: dict[str, list[Any]], *, full_feature_names: bool = False,
                         now: dt.datetime | None = None) -> dict[str, Any]:
-    plan = on_demand.plan(registry, registry.select(features))
+    plan = _plan(registry, features)
     sizes = {len(v) for v in entities.values()}
     if len(sizes) != 1:
         raise ConfigError(f"Every entity key needs the same number of values; got {sorted(sizes)}.")
@@ -43,21 +43,41 @@ def get_online_features(store: OnlineStore, registry: Registry, features: list[s
                 f"{list(entities)}."
             )
         rows = list(zip(*[entities[k] for k in view.join_keys]))
-        reads = store.read(view_name, view.join_keys, rows, feats, view.ttl, now)
+        cols = store.read_columns(view_name, view.join_keys, rows, feats, view.ttl, now)
         if plan.on_demand:
             for f in feats:
-                inputs[plan.column(view_name, f, full_feature_names)] = [r[f].value for r in reads]
+                inputs[plan.column(view_name, f, full_feature_names)] = cols.values[f]
         for f in plan.requested.get(view_name, []):
             names.append(f"{view_name}__{f}" if full_feature_names else f)
-            results.append({
-                "values": [r[f].value for r in reads],
-                "statuses": [r[f].status for r in reads],
-                "event_timestamps": [r[f].event_ts.isoformat().replace("+00:00", "Z")
-                                     if r[f].event_ts else _EPOCH for r in reads],
-            })
+            # Lists may be shared between columns (see Columns): callers copy before changing.
+            results.append({"values": cols.values[f], "statuses": cols.statuses[f],
+                            "event_timestamps": cols.event_timestamps})
     if plan.on_demand:
         _add_on_demand(plan, registry, inputs, entities, n, names, results, full_feature_names, now)
     return {"metadata": {"feature_names": names}, "results": results}
+
+
+_PLANS: dict[tuple[int, Any], tuple[Registry, on_demand.Plan]] = {}
+
+
+def _plan(registry: Registry, features: list[str] | str) -> on_demand.Plan:
+    """The registry's answer for one request shape, remembered: a server sees few shapes,
+    and resolving 50 feature names costs more than looking their values up."""
+    try:
+        key: tuple[int, Any] | None = (id(registry), features if isinstance(features, str)
+                                       else tuple(features))
+        hit = _PLANS.get(key)  # type: ignore[arg-type]
+    except TypeError:  # a malformed request (a list inside the list): resolve and fail below
+        key, hit = None, None
+    # The entry holds the registry, so its id is not reused while the entry lives.
+    if hit is not None and hit[0] is registry:
+        return hit[1]
+    plan = on_demand.plan(registry, registry.select(features))
+    if key is not None:
+        if len(_PLANS) >= 256:  # request shapes come from clients: keep the memory bounded
+            _PLANS.clear()
+        _PLANS[key] = (registry, plan)
+    return plan
 
 
 def _add_on_demand(plan: on_demand.Plan, registry: Registry, inputs: dict[str, list[Any]],

@@ -21,6 +21,17 @@ end
 return 0
 """
 
+# Every key's (ts, values) as one JSON text: one round trip and one bulk reply to
+# parse, instead of a reply per key (redis-py parses replies in Python).
+_GET_ALL = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local row = redis.call('HMGET', key, 'ts', 'v')
+  if row[1] and row[2] then out[i] = '[' .. row[1] .. ',' .. row[2] .. ']' else out[i] = 'null' end
+end
+return '[' .. table.concat(out, ',') .. ']'
+"""
+
 
 class RedisStore(OnlineStore):
     def __init__(self, host: str = "127.0.0.1", port: int = 6379, db: int = 0,
@@ -36,6 +47,7 @@ class RedisStore(OnlineStore):
                                    password=os.environ.get("REDIS_PASSWORD"))
         self._prefix = prefix
         self._script = self._client.register_script(_NEWER_WINS)
+        self._get_all = self._client.register_script(_GET_ALL)
 
     def write(self, rows: Sequence[tuple[str, float, float, dict[str, Any]]]) -> int:
         pipe = self._client.pipeline(transaction=False)
@@ -45,13 +57,10 @@ class RedisStore(OnlineStore):
         return sum(pipe.execute())
 
     def get(self, keys: Sequence[str]) -> list[tuple[float, dict[str, Any]] | None]:
-        pipe = self._client.pipeline(transaction=False)
-        for key in keys:
-            pipe.hmget(self._prefix + key, "ts", "v")
-        out = []
-        for ts, payload in pipe.execute():
-            out.append(None if ts is None else (float(ts), json.loads(payload)))
-        return out
+        if not keys:
+            return []
+        found = json.loads(self._get_all(keys=[self._prefix + k for k in keys]))
+        return [None if row is None else (float(row[0]), row[1]) for row in found]
 
     def teardown(self, view: str | None = None) -> None:
         pattern = self._prefix + (f"{view}|*" if view else "*")

@@ -1,0 +1,8 @@
+"""Train on Ray Train, evaluate, register: python jobs/train.py [overrides] [--from-run RUN_ID]"""
+
+import sys
+
+from raylake.cli import run_job
+
+if __name__ == "__main__":
+    sys.exit(run_job("train", sys.argv[1:]))

@@ -1,0 +1,1 @@
+"""Model serving: batch inference over lake tables (Ray Data)."""

@@ -1,0 +1,354 @@
+"""``raylake tune``: a Ray Tune sweep over a trainer -> trials table -> best model registered.
+
+Each Tune trial is a function that builds and fits the trainer's Ray Train run
+(Ray Train V2's pattern: Tune schedules trials, Train runs each on its own
+workers). ``TuneReportCallback`` forwards every report of the workers to the
+trial, so the scheduler (ASHA by default) sees the validation metric every
+``tune.report_every`` rounds or epochs and can stop a trailing trial there.
+
+The splits are planned once on the driver (bounds, vocabularies) and handed to
+the trials as lazy Ray Data datasets: a trial's workers read their shards; no
+rows pass through the driver or the trial process.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, replace
+from typing import Any
+
+import pyarrow as pa
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from ray.tune import Callback
+
+from raylake.config.loader import to_config
+from raylake.errors import ConfigError, TuneError, did_you_mean
+from raylake.lake.commit import write_table
+from raylake.lake.names import validate_table_name
+from raylake.lake.runs import RunRecorder
+from raylake.lake.tables import Lake
+from raylake.runtime import ensure_ray
+from raylake.train.data import load_splits
+from raylake.train.job import (
+    _register,
+    _run_config,
+    _scaling,
+    evaluate_model,
+    train_storage,
+    trainer_module,
+)
+
+TRIAL_MEMORY = 2**20
+DISTRIBUTIONS = ("choice", "uniform", "loguniform", "randint", "grid")
+
+TRIALS_SCHEMA = pa.schema([
+    ("run_id", pa.string()),
+    ("trial_id", pa.string()),
+    ("trainer", pa.string()),
+    ("params", pa.string()),  # JSON: dotted train key -> value
+    ("metric", pa.string()),
+    ("metric_value", pa.float64()),  # the last reported value
+    ("iterations", pa.int64()),  # in tune.time_attr units (rounds, epochs)
+    ("reports", pa.int64()),
+    ("stopped_early", pa.bool_()),
+    ("status", pa.string()),  # completed | stopped | failed
+    ("error", pa.string()),
+    ("metrics", pa.string()),  # JSON: the last report
+    ("checkpoint", pa.string()),
+    ("wall_s", pa.float64()),
+    ("is_best", pa.bool_()),
+])
+
+
+def tune(cfg: DictConfig, *, echo: Any = print) -> dict[str, Any]:
+    conf = to_config(cfg)
+    tcfg, ucfg = conf.train, conf.tune
+    if ucfg.trainer and ucfg.trainer != tcfg.trainer:
+        raise ConfigError(f"tune={ucfg.name} searches a {ucfg.trainer} space but "
+                          f"train.trainer={tcfg.trainer!r}; pick a matching pair "
+                          f"(train={tcfg.trainer} tune={tcfg.trainer}) or set tune.trainer=null.")
+    module = trainer_module(tcfg.trainer)
+    max_t = ucfg.scheduler.max_t or budget(tcfg)
+    if ucfg.scheduler.type == "asha" and ucfg.scheduler.grace_period > max_t:
+        raise ConfigError(f"tune.scheduler.grace_period={ucfg.scheduler.grace_period} is past "
+                          f"the trials' end ({max_t} {ucfg.time_attr}s); lower it.")
+    space = search_space(ucfg.space)
+    check_space(tcfg, ucfg.space)
+    table = validate_table_name(ucfg.trials_table or f"tune/{tcfg.model_name}_trials")
+    lake = Lake.from_config(conf.lake)
+    ensure_ray(conf.ray)
+    resolved = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) \
+        else asdict(conf)
+    with RunRecorder(lake, "tune", resolved) as run:
+        splits = load_splits(lake, tcfg)
+        run.config.setdefault("train", {})["table_version"] = str(splits.version)
+        run.add_input(table=splits.table, version=splits.version, role="training-set",
+                      run_id=splits.source.get("run_id"))
+        for i in splits.source.get("inputs", []):
+            run.add_input(**{**i, "via": splits.table})
+        # Inside trials the trainer reports as often as the scheduler needs to decide.
+        base = replace(tcfg, checkpoint_every=ucfg.report_every,
+                       table_version=str(splits.version))
+        trials = _sweep(lake, splits, base, ucfg, space, max_t, run.run_id)
+        best = _best(trials, ucfg)
+        rows = [_row(t, run.run_id, tcfg.trainer, ucfg, t is best) for t in trials]
+        version = write_table(lake, table, pa.Table.from_pylist(rows, schema=TRIALS_SCHEMA),
+                              mode="append", app_id=f"raylake.tune/{run.run_id}",
+                              run_id=run.run_id, job="tune")
+        run.add_output(table=table, version=version, rows=len(rows))
+        counts = {s: sum(r["status"] == s for r in rows) for s in ("completed", "stopped", "failed")}
+        run.metrics.update({"metric": ucfg.metric, "mode": ucfg.mode, "trials": len(rows),
+                            **counts})
+        if best is None:
+            first = next((t["error"] for t in trials if t["error"]), "no trial reported "
+                         f"{ucfg.metric!r}")
+            raise TuneError(f"No trial of the sweep finished with {ucfg.metric!r} "
+                            f"({counts['failed']} of {len(rows)} failed); first error: {first}. "
+                            f"The trials are in {table!r} v{version}.")
+        best_cfg = trial_config(base, best["params"])
+        model = _best_model(module, best, lake, best_cfg, splits, run.run_id)
+        m = evaluate_model(module, model, splits, best_cfg)
+        m["tuned"] = {"run_id": run.run_id, "trial_id": best["trial_id"],
+                      "params": best["params"], ucfg.metric: best["value"],
+                      ucfg.time_attr: best["iterations"]}
+        run.metrics["best"] = m["tuned"]
+        run.metrics.update({"valid": m["valid"], "test": m["test"]})
+        registered = None
+        if ucfg.register:
+            config = {**resolved, "train": asdict(best_cfg)}
+            registered = _register(lake, best_cfg, module, model, splits, m, config, run.run_id)
+            run.add_output(model=best_cfg.model_name, version=registered.version,
+                           stage=registered.stage)
+    t = m["test"]
+    params = ", ".join(f"{k}={_fmt(v)}" for k, v in best["params"].items())
+    echo(f"tune {tcfg.trainer}: {len(rows)} trials ({counts['completed']} completed, "
+         f"{counts['stopped']} stopped early, {counts['failed']} failed) -> {table} v{version}; "
+         f"best {best['trial_id']} ({params}) {ucfg.metric} {best['value']:.4f} after "
+         f"{best['iterations']} {ucfg.time_attr}s, test AUC {t['auc']:.4f}"
+         + (f"; registered {best_cfg.model_name} v{registered.version} ({registered.stage})"
+            if registered else "") + f"; run {run.run_id}")
+    return {"run_id": run.run_id, "trials": rows, "best": best, "metrics": m, "model": model,
+            "trials_table": table, "trials_version": version,
+            "version": registered.version if registered else None}
+
+
+def budget(tcfg: Any) -> int:
+    """A trial's whole run in the units the trainer reports (rounds, epochs)."""
+    return tcfg.torch.epochs if tcfg.trainer == "torch" else tcfg.xgboost.num_boost_round
+
+
+# -- the search space -----------------------------------------------------------
+
+
+def search_space(space: dict[str, Any]) -> dict[str, Any]:
+    """Tune's param space from ``tune.space`` (dotted train key -> {distribution: args})."""
+    from ray import tune
+
+    if not space:
+        raise ConfigError("tune.space is empty: there is nothing to tune. Give train keys with "
+                          "a distribution each, e.g. xgboost.params.eta: {loguniform: [0.01, 0.3]}.")
+    out = {}
+    for key, spec in space.items():
+        where = f"tune.space[{key!r}]"
+        if not isinstance(spec, dict) or len(spec) != 1:
+            raise ConfigError(f"{where} must be one distribution, e.g. {{uniform: [0.5, 1.0]}}; "
+                              f"got {spec!r}. Distributions: {', '.join(DISTRIBUTIONS)}.")
+        (kind, args), = spec.items()
+        if kind not in DISTRIBUTIONS:
+            raise ConfigError(f"{where}: {kind!r} is not a distribution."
+                              f"{did_you_mean(kind, DISTRIBUTIONS)} "
+                              f"Distributions: {', '.join(DISTRIBUTIONS)}.")
+        args = list(args) if isinstance(args, (list, tuple)) else [args]
+        if kind in ("choice", "grid"):
+            if not args:
+                raise ConfigError(f"{where}: {kind} needs at least one value.")
+            out[key] = tune.choice(args) if kind == "choice" else tune.grid_search(args)
+            continue
+        if len(args) != 2 or not all(isinstance(a, (int, float)) for a in args) \
+                or not args[0] < args[1]:
+            raise ConfigError(f"{where}: {kind} takes [low, high] numbers with low < high; "
+                              f"got {args!r}.")
+        lo, hi = args
+        if kind == "loguniform" and lo <= 0:
+            raise ConfigError(f"{where}: loguniform needs low > 0; got {lo}.")
+        if kind == "randint" and not (float(lo).is_integer() and float(hi).is_integer()):
+            raise ConfigError(f"{where}: randint takes whole numbers [low, high) ; got {args!r}.")
+        if kind == "randint":
+            out[key] = tune.randint(int(lo), int(hi))
+        else:
+            out[key] = (tune.uniform if kind == "uniform" else tune.loguniform)(lo, hi)
+    return out
+
+
+def trial_config(base: Any, params: dict[str, Any]) -> Any:
+    """``base`` (a TrainConfig) with a trial's values set at their dotted keys, type-checked."""
+    from raylake.config.schema import TrainConfig
+
+    node = OmegaConf.structured(base)
+    OmegaConf.set_struct(node, True)
+    for key, value in params.items():
+        try:
+            OmegaConf.update(node, key, _plain(value), merge=False)
+        except OmegaConfBaseException as exc:
+            raise ConfigError(f"tune.space key {key!r} with value {value!r} does not fit the "
+                              f"train config: {exc}".replace("\n", " ")) from exc
+    try:
+        obj = OmegaConf.to_object(node)
+    except (OmegaConfBaseException, ValueError) as exc:
+        raise ConfigError(f"tune.space values {params} make a bad train config: {exc}") from exc
+    assert isinstance(obj, TrainConfig)
+    return obj
+
+
+def check_space(tcfg: Any, space: dict[str, Any]) -> None:
+    """Each key must name a train setting (checked before any trial starts)."""
+    known = OmegaConf.structured(tcfg)
+    for key, spec in space.items():
+        parts = key.split(".")
+        node: Any = known
+        for i, part in enumerate(parts):
+            if not isinstance(node, DictConfig) or OmegaConf.get_type(node) is dict:
+                break  # inside a free-form mapping (xgboost.params): any key goes
+            if part not in node:
+                where = ".".join(parts[:i]) or "train"
+                raise ConfigError(
+                    f"tune.space key {key!r}: {part!r} is not a key of {where}."
+                    f"{did_you_mean(part, list(node.keys()))} Keys are train config keys "
+                    f"without 'train.', e.g. xgboost.params.eta.")
+            node = node._get_node(part)
+        (kind, args), = spec.items()
+        args = list(args) if isinstance(args, (list, tuple)) else [args]
+        trial_config(tcfg, {key: args[0]})
+
+
+# -- the sweep --------------------------------------------------------------------
+
+
+def _sweep(lake: Lake, splits: Any, base: Any, ucfg: Any, space: dict[str, Any],
+           max_t: int, run_id: str) -> list[dict[str, Any]]:
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    s = ucfg.scheduler
+    scheduler = ASHAScheduler(time_attr=ucfg.time_attr, max_t=max_t,
+                              grace_period=s.grace_period, reduction_factor=s.reduction_factor) \
+        if s.type == "asha" else FIFOScheduler()
+    watcher = _StopWatcher()
+    trainable = tune.with_resources(
+        tune.with_parameters(_trial, splits=splits, base=base, lake=lake, run_id=run_id),
+        # Tune cannot place a trial that asks for nothing: a MiB of memory stands in.
+        {"cpu": ucfg.trial_cpus, "memory": TRIAL_MEMORY})
+    tuner = tune.Tuner(
+        trainable, param_space=space,
+        tune_config=tune.TuneConfig(
+            metric=ucfg.metric, mode=ucfg.mode, num_samples=ucfg.num_samples,
+            scheduler=scheduler,
+            # Tune ignores max_concurrent_trials when given a variant generator.
+            search_alg=BasicVariantGenerator(max_concurrent=ucfg.max_concurrent_trials,
+                                             random_state=ucfg.seed)),
+        run_config=tune.RunConfig(name=run_id, storage_path=ucfg.storage_path
+                                  or lake.storage.uri("_tune"), verbose=0, callbacks=[watcher]),
+    )
+    grid = tuner.fit()
+    trials = []
+    for result in grid:
+        metrics = dict(result.metrics or {})
+        trial_id = metrics.get("trial_id") or _trial_id_of(result)
+        params = {k: _plain(v) for k, v in (result.config or {}).items()}
+        value = metrics.get(ucfg.metric)
+        iterations = metrics.get(ucfg.time_attr)
+        stopped = trial_id in watcher.stopped and iterations is not None and (
+            s.type != "asha" or iterations < max_t)
+        error = None if result.error is None else str(result.error).strip().splitlines()[-1]
+        trials.append({
+            "trial_id": trial_id, "params": params,
+            "value": float(value) if isinstance(value, (int, float)) else None,
+            "iterations": int(iterations) if iterations is not None else None,
+            "reports": metrics.get("training_iteration"),
+            "stopped_early": bool(stopped), "error": error,
+            "status": "failed" if error else "stopped" if stopped else "completed",
+            "metrics": {k: v for k, v in metrics.items()
+                        if isinstance(v, (int, float, str)) and k not in ("config",)},
+            "checkpoint": metrics.get("checkpoint_path"),
+            "wall_s": metrics.get("time_total_s"),
+        })
+    return trials
+
+
+def _trial(config: dict[str, Any], *, splits: Any, base: Any, lake: Lake, run_id: str) -> None:
+    """One Tune trial: the trainer's own Ray Train run, its reports forwarded to Tune."""
+    from ray import tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    tcfg = trial_config(base, config)
+    module = trainer_module(tcfg.trainer)
+    trial_id = tune.get_context().get_trial_id()
+    run_config = _run_config(lake, tcfg, f"{run_id}-{trial_id}", callbacks=[TuneReportCallback()])
+    module.fit(splits, tcfg, run_config, _scaling(tcfg))
+
+
+class _StopWatcher(Callback):
+    """Trials the scheduler stopped: Tune marks the result it stops a trial at ``done``;
+    a trial that ends by itself has no such result (only Tune's own end marker, which
+    callbacks do not see)."""
+
+    def __init__(self) -> None:
+        self.stopped: set[str] = set()
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
+                        **info: Any) -> None:
+        if result.get("done"):
+            self.stopped.add(trial.trial_id)
+
+
+def _trial_id_of(result: Any) -> str:
+    return str(result.path).rstrip("/").rsplit("/", 1)[-1]
+
+
+def _best(trials: list[dict[str, Any]], ucfg: Any) -> dict[str, Any] | None:
+    """The best last metric among trials that ran their whole budget; when the
+    scheduler stopped them all, among every trial that reported."""
+    ok = [t for t in trials if t["value"] is not None and not math.isnan(t["value"])
+          and not t["error"]]
+    pool = [t for t in ok if not t["stopped_early"]] or ok
+    if not pool:
+        return None
+    pick = min if ucfg.mode == "min" else max
+    return pick(pool, key=lambda t: t["value"])
+
+
+def _best_model(module: Any, best: dict[str, Any], lake: Lake, tcfg: Any, splits: Any,
+                run_id: str) -> Any:
+    load = getattr(module, "load_checkpoint", None)
+    if load is not None and best["checkpoint"]:
+        import pyarrow.fs as pafs
+        from ray.train import Checkpoint
+
+        # Ray Train wrote the checkpoint to the filesystem it inferred from the storage URI.
+        fs, _ = pafs.FileSystem.from_uri(train_storage(lake, tcfg))
+        return load(Checkpoint(best["checkpoint"], filesystem=fs))
+    # A trainer that cannot load its checkpoints trains the best config once more.
+    model, _ = module.fit(splits, tcfg, _run_config(lake, tcfg, f"{run_id}-best"), _scaling(tcfg))
+    return model
+
+
+def _row(t: dict[str, Any], run_id: str, trainer: str, ucfg: Any, is_best: bool) -> dict:
+    return {"run_id": run_id, "trial_id": t["trial_id"], "trainer": trainer,
+            "params": json.dumps(t["params"], sort_keys=True, default=str),
+            "metric": ucfg.metric, "metric_value": t["value"], "iterations": t["iterations"],
+            "reports": t["reports"], "stopped_early": t["stopped_early"], "status": t["status"],
+            "error": t["error"], "metrics": json.dumps(t["metrics"], sort_keys=True, default=str),
+            "checkpoint": t["checkpoint"], "wall_s": t["wall_s"], "is_best": is_best}
+
+
+def _plain(value: Any) -> Any:
+    """NumPy scalars (Tune's samples) as Python numbers, for OmegaConf and JSON."""
+    return value.item() if hasattr(value, "item") and not isinstance(value, (list, dict)) \
+        else value
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
