@@ -557,13 +557,13 @@ def main() -> int:
     r = big.get("raylake")
     ray_rps = r["rows"] / r["best"] if r else None
     ratio = secs["pandas"] / secs["raylake"] if r and "pandas" in secs else None
-    if r:
-        print(f"targets: ratio_vs_pandas {ratio:.2f} (>= 0.5), raylake rows/s "
-              + (f"{ray_rps / feast_rps:,.0f}x Feast's" if feast_rps else "vs Feast: no Feast figure")
-              + f" (>= 1,000x), driver peak {r['peak'] / GB:.2f} GB (< 4)")
-
     def fmt(x, spec):
         return "n/a" if x is None else format(x, spec)
+
+    if r:
+        print(f"targets: ratio_vs_pandas {fmt(ratio, '.2f')} (>= 0.5), raylake rows/s "
+              + (f"{ray_rps / feast_rps:,.0f}x Feast's" if feast_rps else "vs Feast: no Feast figure")
+              + f" (>= 1,000x), driver peak {r['peak'] / GB:.2f} GB (< 4)")
 
     print(f"pit_join: raylake {fmt(secs.get('raylake'), '.2f')}, pandas {fmt(secs.get('pandas'), '.2f')}, "
           f"duckdb {fmt(secs.get('duckdb'), '.2f')}, ratio_vs_pandas {fmt(ratio, '.2f')}, "

@@ -54,6 +54,7 @@ def quiet(*_a, **_k) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_asha_sweep_stops_trailing_trials_records_them_and_registers_the_best(ray_session, lake):
     write_table(lake, "train_set", training_table())
     cfg = compose_config(overrides(lake.root), job="tune")
