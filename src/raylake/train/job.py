@@ -132,7 +132,8 @@ def train_storage(lake: Lake, tcfg: Any) -> str:
 
 def _history(result: Any) -> dict[str, Any]:
     last = dict(result.metrics or {})
-    return {k: v for k, v in last.items() if isinstance(v, (int, float, str))}
+    return {k: v for k, v in last.items()
+            if isinstance(v, (int, float, str)) and not k.startswith("_")}
 
 
 def _config_of_run(lake: Lake, run_id: str, current: Any) -> tuple[Any, DictConfig]:

@@ -33,7 +33,7 @@ from torch import nn
 
 from raylake.errors import ConfigError
 from raylake.models.nets import TabularMLP
-from raylake.train import metrics
+from raylake.train import metrics, placement
 from raylake.train.data import FeatureSpec, fit_standardisation
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -168,6 +168,7 @@ def _report(m: dict[str, Any], net: nn.Module, arch: dict[str, Any], optimizer: 
     from ray.train import Checkpoint
 
     if rank == 0:
+        m = {**m, placement.KEY: placement.current()}
         with tempfile.TemporaryDirectory() as d:
             # Tensors and plain values only: loadable with torch.load(weights_only=True).
             torch.save({"model": net.state_dict(), "optimizer": optimizer.state_dict(),

@@ -30,6 +30,7 @@ from raylake.lake.names import validate_table_name
 from raylake.lake.runs import RunRecorder
 from raylake.lake.tables import Lake
 from raylake.runtime import ensure_ray
+from raylake.train import placement
 from raylake.train.data import load_splits
 from raylake.train.job import (
     _register,
@@ -236,7 +237,7 @@ def _sweep(lake: Lake, splits: Any, base: Any, ucfg: Any, space: dict[str, Any],
     scheduler = ASHAScheduler(time_attr=ucfg.time_attr, max_t=max_t,
                               grace_period=s.grace_period, reduction_factor=s.reduction_factor) \
         if s.type == "asha" else FIFOScheduler()
-    watcher = _StopWatcher()
+    watcher = _SweepWatcher()
     trainable = tune.with_resources(
         tune.with_parameters(_trial, splits=splits, base=base, lake=lake, run_id=run_id),
         # Tune cannot place a trial that asks for nothing: a MiB of memory stands in.
@@ -271,7 +272,8 @@ def _sweep(lake: Lake, splits: Any, base: Any, ucfg: Any, space: dict[str, Any],
             "stopped_early": bool(stopped), "error": error,
             "status": "failed" if error else "stopped" if stopped else "completed",
             "metrics": {k: v for k, v in metrics.items()
-                        if isinstance(v, (int, float, str)) and k not in ("config",)},
+                        if isinstance(v, (int, float, str)) and k != "config"
+                        and not k.startswith("_")},
             "checkpoint": metrics.get("checkpoint_path"),
             "wall_s": metrics.get("time_total_s"),
         })
@@ -290,18 +292,30 @@ def _trial(config: dict[str, Any], *, splits: Any, base: Any, lake: Lake, run_id
     module.fit(splits, tcfg, run_config, _scaling(tcfg))
 
 
-class _StopWatcher(Callback):
-    """Trials the scheduler stopped: Tune marks the result it stops a trial at ``done``;
-    a trial that ends by itself has no such result (only Tune's own end marker, which
-    callbacks do not see)."""
+class _SweepWatcher(Callback):
+    """Trials the scheduler stopped, and their Train runs' placement groups.
+
+    Tune marks the result it stops a trial at ``done``; a trial that ends by itself has
+    no such result (only Tune's own end marker, which callbacks do not see). When a
+    trial ends, its run's placement group is removed if it is still reserved (see
+    ``raylake.train.placement``)."""
 
     def __init__(self) -> None:
         self.stopped: set[str] = set()
+        self.groups: dict[str, str] = {}
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
                         **info: Any) -> None:
+        if result.get(placement.KEY):
+            self.groups[trial.trial_id] = result[placement.KEY]
         if result.get("done"):
             self.stopped.add(trial.trial_id)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        placement.remove(self.groups.pop(trial.trial_id, None))
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        placement.remove(self.groups.pop(trial.trial_id, None))
 
 
 def _trial_id_of(result: Any) -> str:

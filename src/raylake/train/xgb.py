@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 import xgboost
 
+from raylake.train import placement
 from raylake.train.data import FeatureSpec
 
 MODEL_FILE = "model.ubj"
@@ -111,6 +112,7 @@ class _Report(xgboost.callback.TrainingCallback):
             for name, values in ms.items():
                 metrics[f"{data}_{name}"] = float(values[-1])
         if ray.train.get_context().get_world_rank() == 0:
+            metrics[placement.KEY] = placement.current()
             with tempfile.TemporaryDirectory() as d:
                 self.model.save_model(str(Path(d) / MODEL_FILE))
                 ray.train.report(metrics, checkpoint=Checkpoint.from_directory(d))
