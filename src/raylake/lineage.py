@@ -1,0 +1,218 @@
+"""Lineage from run records: what a table version, model version or answer came from
+(upstream) and what was made from it (downstream).
+
+Every job records the table versions, model versions and source files it read
+(``inputs``) and what it wrote (``outputs``) in ``_runs``. The graph is those records:
+a table version's producer is the run that wrote it (or, for a version no run wrote,
+such as a compaction, the run that wrote the nearest earlier version); a model
+version's producer is the run that registered it; an answer of the model server (a row
+of its request log) comes from the model version that gave it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from raylake.errors import ConfigError, TableNotFoundError
+from raylake.lake.runs import list_runs
+from raylake.lake.tables import Lake
+
+REQUEST_LOG = "serving/requests"
+
+
+@dataclass(frozen=True)
+class Node:
+    kind: str  # table | model | files | request | run
+    name: str
+    version: int | None = None
+
+    def __str__(self) -> str:
+        if self.kind == "model":
+            return f"model {self.name}:{self.version}"
+        if self.kind == "request":
+            return f"request {self.name}"
+        if self.kind == "run":
+            return f"run {self.name}"
+        if self.kind == "files":
+            return f"source files {self.name}"
+        return f"{self.name}@{self.version}"
+
+
+@dataclass
+class Tree:
+    node: Node
+    run: dict[str, Any] | None = None  # the run that made node (upstream) or read it
+    children: list[Tree] = field(default_factory=list)
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"node": str(self.node), "kind": self.node.kind, "name": self.node.name,
+                "version": self.node.version,
+                "run": _run_summary(self.run) if self.run else None, "note": self.note,
+                "children": [c.to_dict() for c in self.children]}
+
+
+def parse_ref(lake: Lake, ref: str) -> Node:
+    """``TABLE[@VERSION]``, ``model:NAME[:VERSION|champion|latest]`` or ``request:ID``."""
+    from raylake.models.registry import ModelRegistry
+
+    ref = ref.strip()
+    if ref.startswith("request:"):
+        return Node("request", ref.split(":", 1)[1])
+    if ref.startswith("model:"):
+        mv = ModelRegistry(lake).get(ref.split(":", 1)[1])
+        return Node("model", mv.name, mv.version)
+    name, _, version = ref.partition("@")
+    if not lake.exists(name):
+        raise TableNotFoundError(f"No table {name!r} in {lake.root}: give TABLE[@VERSION], "
+                                 "model:NAME[:VERSION] or request:REQUEST_ID.")
+    if not version:
+        return Node("table", name, lake.version(name))
+    if not version.isdigit():
+        raise ConfigError(f"Lineage takes a table version number, got {version!r} in {ref!r}.")
+    return Node("table", name, int(version))
+
+
+class Lineage:
+    def __init__(self, lake: Lake, request_log: str = REQUEST_LOG) -> None:
+        self.lake, self.request_log = lake, request_log
+        self.runs = [r for r in reversed(list_runs(lake)) if r["status"] == "succeeded"]
+        self._writers: dict[tuple[str, str], list[tuple[int, dict[str, Any]]]] = {}
+        for run in self.runs:
+            for out in run["outputs"] or []:
+                key = _key(out)
+                if key and out.get("version") is not None:
+                    self._writers.setdefault(key, []).append((int(out["version"]), run))
+
+    # -- upstream -----------------------------------------------------------------
+
+    def producer(self, node: Node) -> dict[str, Any] | None:
+        if node.kind == "model":
+            from raylake.models.registry import ModelRegistry
+
+            run_id = ModelRegistry(self.lake).get(node.name, node.version).run_id
+            return next((r for r in self.runs if r["run_id"] == run_id), None)
+        if node.kind != "table":
+            return None
+        written = [(v, r) for v, r in self._writers.get(("table", node.name), [])
+                   if v <= (node.version or 0)]
+        return max(written, key=lambda vr: vr[0])[1] if written else None
+
+    def upstream(self, node: Node, depth: int = 20, _seen: set | None = None) -> Tree:
+        seen = set() if _seen is None else _seen
+        if node.kind == "request":
+            return self._request(node, depth, seen)
+        run = self.producer(node)
+        tree = Tree(node, run)
+        if run is None:
+            tree.note = "no recorded run wrote it" if node.kind == "table" else ""
+            return tree
+        if depth <= 0 or node in seen:
+            tree.note = "(shown above)" if node in seen else "(depth limit)"
+            return tree
+        seen.add(node)
+        for i in run["inputs"] or []:
+            if i.get("kind") == "files":
+                if node.kind == "table" and i.get("table") not in (None, node.name):
+                    continue  # an ingest run of several tables: another table's sources
+                files = i.get("files") or []
+                shown = ", ".join(str(f) for f in files[:3]) + (" ..." if len(files) > 3 else "")
+                tree.children.append(Tree(Node("files", shown),
+                                          note=f"fingerprint {i.get('fingerprint', '')}"[:60]))
+            elif i.get("via"):
+                continue  # read through the training set: shown under it
+            elif _key(i) and i.get("version") is not None:
+                kind, name = _key(i)
+                tree.children.append(self.upstream(Node(kind, name, int(i["version"])),
+                                                   depth - 1, seen))
+        return tree
+
+    def _request(self, node: Node, depth: int, seen: set) -> Tree:
+        import pyarrow.dataset as pads
+
+        if not self.lake.exists(self.request_log):
+            raise TableNotFoundError(f"No request log {self.request_log!r}; set "
+                                     "model_server.request_log_table.")
+        rows = self.lake.dataset(self.request_log).to_table(
+            columns=["request_id", "arm", "model_name", "model_version", "shadow", "status"],
+            filter=pads.field("request_id") == node.name).to_pylist()
+        if not rows:
+            raise ConfigError(f"No request {node.name!r} in {self.request_log!r} (the id is in "
+                              "each answer; rows are flushed in batches, every few seconds).")
+        tree = Tree(node, note=f"in {self.request_log}")
+        for r in rows:
+            if r["model_name"] is None:
+                continue
+            child = self.upstream(Node("model", r["model_name"], r["model_version"]),
+                                  depth - 1, seen)
+            child.note = f"arm {r['arm']}" + (", shadow" if r["shadow"] else "")
+            tree.children.append(child)
+        return tree
+
+    # -- downstream ---------------------------------------------------------------
+
+    def downstream(self, node: Node, depth: int = 20, _seen: set | None = None) -> Tree:
+        seen = set() if _seen is None else _seen
+        tree = Tree(node)
+        if depth <= 0:
+            return tree
+        for run in self.runs:
+            if run["run_id"] in seen or not any(
+                    _key(i) == (node.kind, node.name) and i.get("version") == node.version
+                    for i in run["inputs"] or []):
+                continue
+            seen.add(run["run_id"])
+            reader = Tree(Node("run", run["run_id"]), run)
+            for out in run["outputs"] or []:
+                if _key(out) and out.get("version") is not None:
+                    kind, name = _key(out)
+                    reader.children.append(self.downstream(Node(kind, name, int(out["version"])),
+                                                           depth - 1, seen))
+            tree.children.append(reader)
+        if node.kind == "model":
+            answered = self._answers(node)
+            if answered:
+                tree.note = f"answered {answered} requests ({self.request_log})"
+        return tree
+
+    def _answers(self, node: Node) -> int:
+        import pyarrow.dataset as pads
+
+        if not self.lake.exists(self.request_log):
+            return 0
+        f = (pads.field("model_name") == node.name) & (pads.field("model_version") == node.version)
+        return self.lake.dataset(self.request_log).count_rows(filter=f)
+
+
+def render(tree: Tree, *, downstream: bool = False, indent: int = 0) -> list[str]:
+    pad = "  " * indent
+    if tree.node.kind == "run":
+        line = f"{pad}-> {_run_text(tree.run)}"
+    else:
+        run = f"  <- {_run_text(tree.run)}" if tree.run and not downstream else ""
+        line = f"{pad}{tree.node}{run}"
+    if tree.note:
+        line += f"  [{tree.note}]"
+    lines = [line]
+    for c in tree.children:
+        lines += render(c, downstream=downstream, indent=indent + 1)
+    return lines
+
+
+def _key(entry: dict[str, Any]) -> tuple[str, str] | None:
+    if entry.get("model"):
+        return ("model", entry["model"])
+    if entry.get("table") and entry.get("kind") != "files":
+        return ("table", entry["table"])
+    return None
+
+
+def _run_text(run: dict[str, Any] | None) -> str:
+    if not run:
+        return ""
+    return f"{run['job']} run {run['run_id']} ({str(run['started_at'])[:19]})"
+
+
+def _run_summary(run: dict[str, Any]) -> dict[str, Any]:
+    return {k: run.get(k) for k in ("run_id", "job", "status", "started_at", "code_version")}

@@ -1,0 +1,210 @@
+"""``raylake ab report``: an A/B experiment's answers joined with their outcomes.
+
+The model server logs every answer with its arm and the experiment (its salt). Outcomes
+arrive later in a lake table keyed by ``request_id`` (the id every answer carries) or
+``unit_id`` (the randomised unit: each unit is one observation, its outcomes averaged,
+which keeps repeat visitors from counting many times). Shadow answers and errors are
+left out: no client saw them. Per arm: the count, the rate or mean with its confidence
+interval; per treatment arm against control: the difference and its interval, the
+two-proportion z-test (rates) or Welch's t-test (means), and the units per arm still
+needed to detect the difference (or ``ab_report.mde``) with ``ab_report.power``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from omegaconf import DictConfig, OmegaConf
+
+from raylake.config.loader import to_config
+from raylake.errors import ConfigError, TableNotFoundError, did_you_mean
+from raylake.lake.commit import write_table
+from raylake.lake.runs import RunRecorder
+from raylake.lake.tables import Lake
+from raylake.serve.significance import compare, is_rate, summarize
+
+REPORT_SCHEMA = pa.schema([
+    ("run_id", pa.string()), ("experiment", pa.string()), ("arm", pa.string()),
+    ("is_control", pa.bool_()), ("metric", pa.string()), ("n", pa.int64()),
+    ("awaiting", pa.int64()), ("value", pa.float64()), ("low", pa.float64()),
+    ("high", pa.float64()), ("comparison", pa.string()),  # JSON; null for control
+])
+
+
+def ab_report(cfg: DictConfig, *, echo: Any = print) -> dict[str, Any]:
+    conf = to_config(cfg)
+    r, ms = conf.ab_report, conf.model_server
+    lake = Lake.from_config(conf.lake)
+    experiment = r.experiment or ms.salt
+    log_table = r.request_log_table or ms.request_log_table
+    if not r.outcomes_table:
+        raise ConfigError("ab_report.outcomes_table is not set: name the lake table of "
+                          f"outcomes keyed by {r.join_on}, e.g. "
+                          "ab_report.outcomes_table=serving/outcomes ab_report.outcome=delayed.")
+    if not log_table:
+        raise ConfigError("No request log table: set ab_report.request_log_table (the "
+                          "model server's model_server.request_log_table).")
+    resolved = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else {}
+    with RunRecorder(lake, "ab-report", resolved) as run:
+        log_version, answers = _answers(lake, log_table, experiment, r)
+        out_version, outcomes = _outcomes(lake, r)
+        run.add_input(table=log_table, version=log_version, role="request-log")
+        run.add_input(table=r.outcomes_table, version=out_version, role="outcomes")
+        report = analyse(answers, outcomes, experiment=experiment, join_on=r.join_on,
+                         metric=r.metric, control=r.control or _default_control(ms, answers),
+                         alpha=r.alpha, power=r.power, mde=r.mde)
+        run.metrics.update({"experiment": experiment, "metric": report["metric"],
+                            "arms": {a["arm"]: a["n"] for a in report["arms"]}})
+        if r.report_table:
+            rows = [{"run_id": run.run_id, "experiment": experiment, "arm": a["arm"],
+                     "is_control": a["arm"] == report["control"], "metric": report["metric"],
+                     "n": a["n"], "awaiting": a["awaiting"], "value": a["value"],
+                     "low": a["low"], "high": a["high"],
+                     "comparison": json.dumps(a["comparison"]) if a["comparison"] else None}
+                    for a in report["arms"]]
+            version = write_table(lake, r.report_table,
+                                  pa.Table.from_pylist(rows, schema=REPORT_SCHEMA),
+                                  app_id=f"raylake.ab-report/{run.run_id}", run_id=run.run_id,
+                                  job="ab-report")
+            run.add_output(table=r.report_table, version=version, rows=len(rows))
+    report["run_id"] = run.run_id
+    echo(format_report(report))
+    return report
+
+
+def analyse(answers: pa.Table, outcomes: pa.Table, *, experiment: str, join_on: str,
+            metric: str, control: str, alpha: float, power: float,
+            mde: float | None) -> dict[str, Any]:
+    """``answers``: arm and ``join_on`` per answered request; ``outcomes``: ``join_on``
+    and ``outcome``, any number per key (averaged)."""
+    arms = sorted(set(answers.column("arm").to_pylist()))
+    if not arms:
+        raise ConfigError(f"No answered requests of experiment {experiment!r} in the request "
+                          "log: check ab_report.experiment (the model server's salt) and "
+                          "ab_report.since/until.")
+    if control not in arms:
+        raise ConfigError(f"ab_report.control={control!r} answered no request; arms: "
+                          f"{', '.join(arms)}.{did_you_mean(control, arms)}")
+    # One arm per key: a unit seen in two arms (weights changed mid-test) is left out.
+    per_key = answers.group_by(join_on).aggregate([("arm", "count_distinct"), ("arm", "min")])
+    mixed = per_key.filter(pc.greater(per_key["arm_count_distinct"], 1)).num_rows
+    per_key = per_key.filter(pc.equal(per_key["arm_count_distinct"], 1))
+    means = outcomes.group_by(join_on).aggregate([("outcome", "mean")])
+    joined = per_key.join(means, join_on, join_type="left outer")
+    arm_col = joined.column("arm_min").to_numpy(zero_copy_only=False)
+    values = joined.column("outcome_mean").to_numpy(zero_copy_only=False).astype(float)
+    seen = ~np.isnan(values)
+    rate = is_rate(values[seen]) if metric == "auto" else metric == "rate"
+    if rate and not is_rate(values[seen]):
+        raise ConfigError("ab_report.metric=rate needs outcomes of 0 or 1 per "
+                          f"{join_on}; these are not (use metric=mean).")
+    by_arm = {a: values[(arm_col == a) & seen] for a in arms}
+    awaiting = {a: int(((arm_col == a) & ~seen).sum()) for a in arms}
+    result = []
+    for a in [control, *[x for x in arms if x != control]]:
+        s = summarize(by_arm[a], rate=rate, alpha=alpha)
+        cmp = None
+        if a != control and s.n >= 2 and by_arm[control].size >= 2:
+            cmp = compare(by_arm[control], by_arm[a], rate=rate, alpha=alpha, power=power,
+                          mde=mde).to_dict()
+        result.append({"arm": a, "n": s.n, "awaiting": awaiting[a], "value": s.value,
+                       "low": s.low, "high": s.high, "comparison": cmp})
+    matched = set(per_key.column(join_on).to_pylist())
+    unmatched = sum(1 for k in means.column(join_on).to_pylist() if k not in matched)
+    return {"experiment": experiment, "metric": "rate" if rate else "mean", "join_on": join_on,
+            "control": control, "alpha": alpha, "power": power, "arms": result,
+            "mixed_keys": mixed, "unmatched_outcomes": unmatched}
+
+
+def format_report(report: dict[str, Any]) -> str:
+    conf = 100 * (1 - report["alpha"])
+    lines = [f"A/B report {report['experiment']!r} ({report['metric']} of outcome per "
+             f"{report['join_on']}, {conf:g}% intervals, control {report['control']!r})"]
+    for a in report["arms"]:
+        lines.append(f"  {a['arm']:<12} n={a['n']:<8} {a['value']:.4f} "
+                     f"[{a['low']:.4f}, {a['high']:.4f}]  awaiting outcome: {a['awaiting']}")
+        c = a["comparison"]
+        if c:
+            rel = f" ({100 * c['relative']:+.1f}%)" if c["relative"] is not None else ""
+            verdict = "significant" if c["significant"] else "not significant"
+            more = ("" if c["n_more_per_arm"] is None else
+                    f"; {c['n_needed_per_arm']} per arm detect {c['delta']:.4f} with power "
+                    f"{report['power']:g} ({c['n_more_per_arm']} more)")
+            lines.append(f"    vs control: {c['difference']:+.4f}{rel} [{c['low']:+.4f}, "
+                         f"{c['high']:+.4f}], {c['test']} p={c['p_value']:.4g}, {verdict}{more}")
+    if report["mixed_keys"]:
+        lines.append(f"  left out: {report['mixed_keys']} keys answered by more than one arm")
+    if report["unmatched_outcomes"]:
+        lines.append(f"  outcomes with no answered request: {report['unmatched_outcomes']}")
+    return "\n".join(lines)
+
+
+def _answers(lake: Lake, table: str, experiment: str, r: Any) -> tuple[int, pa.Table]:
+    if not lake.exists(table):
+        raise TableNotFoundError(f"Request log table {table!r} does not exist: serve with "
+                                 "model_server.request_log_table set, or point "
+                                 "ab_report.request_log_table at it.")
+    version = lake.version(table)
+    ds = lake.dataset(table, version)
+    if "experiment" not in ds.schema.names:
+        raise ConfigError(f"{table!r} has no 'experiment' column: it was written before A/B "
+                          "reports existed; serve again to log experiments.")
+    import pyarrow.dataset as pads
+
+    f = (pads.field("experiment") == experiment) & (pads.field("shadow") == False)  # noqa: E712
+    f &= pads.field("status") == 200
+    if r.since:
+        f &= pads.field("at") >= _ts(r.since, "since")
+    if r.until:
+        f &= pads.field("at") < _ts(r.until, "until")
+    t = ds.to_table(columns=["arm", r.join_on], filter=f)
+    return version, t.filter(pc.is_valid(t[r.join_on]))
+
+
+def _outcomes(lake: Lake, r: Any) -> tuple[int, pa.Table]:
+    if not lake.exists(r.outcomes_table):
+        raise TableNotFoundError(f"Outcomes table {r.outcomes_table!r} does not exist; "
+                                 "check ab_report.outcomes_table.")
+    version = lake.version(r.outcomes_table)
+    ds = lake.dataset(r.outcomes_table, version)
+    for col in (r.join_on, r.outcome):
+        if col not in ds.schema.names:
+            raise ConfigError(f"Outcomes table {r.outcomes_table!r} has no column {col!r}; "
+                              f"columns: {', '.join(ds.schema.names)}."
+                              f"{did_you_mean(col, ds.schema.names)}")
+    t = ds.to_table(columns=[r.join_on, r.outcome])
+    t = t.rename_columns([r.join_on, "outcome"])
+    outcome = t["outcome"]
+    if not (pa.types.is_boolean(outcome.type) or pa.types.is_integer(outcome.type)
+            or pa.types.is_floating(outcome.type)):
+        raise ConfigError(f"ab_report.outcome={r.outcome!r} is {outcome.type}; it must be "
+                          "a boolean or a number.")
+    t = t.set_column(1, "outcome", pc.cast(outcome, pa.float64()))
+    return version, t.filter(pc.is_valid(t["outcome"]))
+
+
+def _ts(value: str, key: str) -> pa.Scalar:
+    try:
+        t = dt.datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise ConfigError(f"ab_report.{key}={value!r} is not an ISO time, e.g. "
+                          "2026-11-27T00:00:00+00:00.") from exc
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.timezone.utc)
+    return pa.scalar(t, pa.timestamp("us", tz="UTC"))
+
+
+def _default_control(ms: Any, answers: pa.Table) -> str:
+    arms = set(answers.column("arm").to_pylist())
+    if "control" in arms or not arms:  # no arms: analyse() says there were no answers
+        return "control"
+    live = {k: v for k, v in (ms.arms or {}).items() if not v.shadow and k in arms}
+    if live:
+        return max(live, key=lambda k: live[k].weight)
+    raise ConfigError(f"Which arm is control? Set ab_report.control to one of: "
+                      f"{', '.join(sorted(arms))}.")
