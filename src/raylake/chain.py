@@ -1,6 +1,6 @@
 """``raylake chain``: the whole lifecycle on one lake, one job after another.
 
-ingest -> profile -> features apply -> aggregate -> training set -> train (registers a
+ingest -> profile -> aggregate -> features apply -> training set -> train (registers a
 candidate) -> promote to champion -> materialize the online store -> serve on Ray
 Serve -> one prediction over HTTP by entity key -> the answer's lineage. Each step is
 the same job function ``raylake <job>`` runs, on the same composed config (so any
@@ -53,10 +53,10 @@ def chain(cfg: DictConfig, *, echo: Any = print) -> dict[str, Any]:
                                   table="flights"), echo=echo)
     echo(f"   look: raylake quality report table=flights {lake_arg}")
 
-    c = step(3, "feature definitions, window aggregations, training set", "features-apply")
-    out["features"] = apply(c, echo=echo)
-    c.job = "aggregate"
+    c = step(3, "window aggregations, feature definitions, training set", "aggregate")
     out["aggregate"] = aggregate(c, echo=echo)
+    c.job = "features-apply"  # after aggregate: the definitions are checked against the lake
+    out["features"] = apply(c, echo=echo)
     c.job = "training-set"
     out["training_set"] = training_set(c, echo=echo)
     echo(f"   look: raylake lake read {conf.training_set.output_table} --limit 5 {lake_arg}")

@@ -36,6 +36,8 @@ def ensure_ray(ray_cfg: Any) -> dict[str, Any]:
         # "local" always starts a new Ray; a cluster left running on this
         # machine by `ray start` is joined only when asked (ray.address=auto).
         kwargs.update(num_cpus=ray_cfg.num_cpus, include_dashboard=ray_cfg.include_dashboard)
+        if not ray_cfg.include_dashboard:
+            kwargs["runtime_env"] = {"worker_process_setup_hook": "raylake.runtime.quiet_workers"}
     try:
         ctx = ray.init(address=address or "local", **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -48,6 +50,16 @@ def ensure_ray(ray_cfg: Any) -> dict[str, Any]:
     log.info("ray: %s", "connected to " + address if address else "started a local Ray")
     quiet_ray_data()
     return {"address": ctx.address_info.get("gcs_address"), "started": address is None}
+
+
+def quiet_workers() -> None:
+    """Run in every worker of a local Ray started without its dashboard. Ray Train's
+    placement-group cleaner asks the State API, which needs the dashboard, once a
+    second while a run trains, and warns every time; raylake removes what the cleaner
+    would (see raylake.train.placement)."""
+    logging.getLogger(
+        "ray.train.v2._internal.execution.controller.placement_group_cleaner"
+    ).setLevel(logging.ERROR)
 
 
 def quiet_ray_data() -> None:

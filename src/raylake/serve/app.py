@@ -149,20 +149,38 @@ def to_table(columns: dict[str, list[Any]], spec: Any):
     return pa.table(arrays)
 
 
+def predictor(flavor: str, model: Any):
+    """The scoring function ``(model, spec, table) -> predictions`` of a model flavor.
+
+    XGBoost: the booster's ``inplace_predict`` on the float32 matrix ``xgb.predict``
+    builds, with one thread as ``xgb.predict`` sets: the same trees on the same numbers
+    (categorical splits live in the trees), without the DMatrix and ``set_param`` per
+    call that cost more than scoring a small batch (benchmarks/serve.py)."""
+    import importlib
+
+    from raylake.serve.batch import PREDICTORS
+
+    if flavor == "xgboost":
+        model.set_param({"nthread": 1})
+        return _xgb_inplace
+    return importlib.import_module(PREDICTORS[flavor]).predict
+
+
+def _xgb_inplace(booster: Any, spec: Any, table: Any):
+    return booster.inplace_predict(spec.matrix(table))
+
+
 # Defined after the helpers: Serve serializes the class when it is decorated.
 @serve.deployment
 @serve.ingress(app)
 class ModelServer:
     def __init__(self, arms: list[dict[str, Any]], lake_root: str, lake_options: dict[str, str],
                  settings: dict[str, Any], lookup: Any = None) -> None:
-        import importlib
-
         from ray.util import metrics
 
         from raylake.lake import Lake, Storage
         from raylake.models.registry import ModelRegistry
         from raylake.serve.ab import Arm, Assigner
-        from raylake.serve.batch import PREDICTORS
         from raylake.serve.request_log import RequestLog
         from raylake.train.data import FeatureSpec
 
@@ -175,7 +193,7 @@ class ModelServer:
         for arm in self.arms.values():
             mv, model = registry.load(arm.model, arm.version)
             spec = FeatureSpec.from_dict(mv.preprocessing)
-            predict = importlib.import_module(PREDICTORS[mv.flavor]).predict
+            predict = predictor(mv.flavor, model)
             self.models[arm.name] = (model, spec, predict, mv.feature_names)
             for name, kind in feature_kinds(spec, mv.features).items():
                 self.kinds.setdefault(name, kind)
@@ -272,9 +290,19 @@ class ModelServer:
             if key not in key_types:
                 raise BadRequest(422, f"entities.{key} is not an entity key.{did_you_mean(key, key_types)} "
                                       f"Keys: {', '.join(sorted(key_types))}.", "unknown_field")
-        found = get_online_features(store, registry, service, req.entities)
+        found = get_online_features(store, registry, service, req.entities,
+                                    full_feature_names=True)
         columns = {name: list(r["values"]) for name, r in
                    zip(found["metadata"]["feature_names"], found["results"])}
+        # A model trained on a training set with full names needs `view__feature`; one
+        # trained without, the bare name: give both (a bare name only when unambiguous).
+        bare: dict[str, list[str]] = {}
+        for name in columns:
+            if "__" in name:
+                bare.setdefault(name.split("__", 1)[1], []).append(name)
+        for short, full in bare.items():
+            if len(full) == 1 and short not in columns:
+                columns[short] = columns[full[0]]
         return {**columns, **req.features}  # values in the request win over stored ones
 
     def _inputs(self, arm: str, columns: dict[str, list[Any]]):
