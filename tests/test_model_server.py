@@ -300,3 +300,12 @@ def test_serve_config_file_is_a_valid_serve_deploy_config(lake, tmp_path):
 
     back = config_from_args(app.args["config"])
     assert back.model_server.arms["main"].model == "toy:1" and back.lake.root == lake.root
+
+
+def test_looked_up_columns_answer_to_full_and_bare_names():
+    from raylake.serve.app import with_bare_names
+
+    cols = with_bare_names({"weather__temp": [1.0], "plane__year": [2004], "a__x": [1],
+                            "b__x": [2], "origin": ["JFK"]})
+    assert cols["temp"] == [1.0] and cols["year"] == [2004] and cols["weather__temp"] == [1.0]
+    assert "x" not in cols and cols["origin"] == ["JFK"]  # ambiguous: only full names

@@ -292,17 +292,8 @@ class ModelServer:
                                       f"Keys: {', '.join(sorted(key_types))}.", "unknown_field")
         found = get_online_features(store, registry, service, req.entities,
                                     full_feature_names=True)
-        columns = {name: list(r["values"]) for name, r in
-                   zip(found["metadata"]["feature_names"], found["results"])}
-        # A model trained on a training set with full names needs `view__feature`; one
-        # trained without, the bare name: give both (a bare name only when unambiguous).
-        bare: dict[str, list[str]] = {}
-        for name in columns:
-            if "__" in name:
-                bare.setdefault(name.split("__", 1)[1], []).append(name)
-        for short, full in bare.items():
-            if len(full) == 1 and short not in columns:
-                columns[short] = columns[full[0]]
+        columns = with_bare_names({name: list(r["values"]) for name, r in
+                                   zip(found["metadata"]["feature_names"], found["results"])})
         return {**columns, **req.features}  # values in the request win over stored ones
 
     def _inputs(self, arm: str, columns: dict[str, list[Any]]):
@@ -402,6 +393,21 @@ class ModelServer:
         # Serve calls this when it stops the replica: write the rows still buffered.
         if getattr(self, "request_log", None) is not None:
             self.request_log.close()
+
+
+def with_bare_names(columns: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """Looked-up ``view__feature`` columns, also under the bare ``feature`` name where no
+    other view has it: a model trained on a training set with full names needs the
+    first, one trained without the second."""
+    bare: dict[str, list[str]] = {}
+    for name in columns:
+        if "__" in name:
+            bare.setdefault(name.split("__", 1)[1], []).append(name)
+    out = dict(columns)
+    for short, full in bare.items():
+        if len(full) == 1 and short not in out:
+            out[short] = columns[full[0]]
+    return out
 
 
 def build_app(conf: Any, lake: Any):
