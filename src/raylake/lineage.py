@@ -28,15 +28,11 @@ class Node:
     version: int | None = None
 
     def __str__(self) -> str:
-        if self.kind == "model":
-            return f"model {self.name}:{self.version}"
-        if self.kind == "request":
-            return f"request {self.name}"
-        if self.kind == "run":
-            return f"run {self.name}"
-        if self.kind == "files":
-            return f"source files {self.name}"
-        return f"{self.name}@{self.version}"
+        return _SHOWN[self.kind].format(name=self.name, version=self.version)
+
+
+_SHOWN = {"table": "{name}@{version}", "model": "model {name}:{version}",
+          "request": "request {name}", "run": "run {name}", "files": "source files {name}"}
 
 
 @dataclass
