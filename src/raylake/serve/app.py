@@ -170,6 +170,21 @@ def _xgb_inplace(booster: Any, spec: Any, table: Any):
     return booster.inplace_predict(spec.matrix(table))
 
 
+def with_bare_names(columns: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """Looked-up ``view__feature`` columns, also under the bare ``feature`` name where no
+    other view has it: a model trained on a training set with full names needs the
+    first, one trained without the second."""
+    bare: dict[str, list[str]] = {}
+    for name in columns:
+        if "__" in name:
+            bare.setdefault(name.split("__", 1)[1], []).append(name)
+    out = dict(columns)
+    for short, full in bare.items():
+        if len(full) == 1 and short not in out:
+            out[short] = columns[full[0]]
+    return out
+
+
 # Defined after the helpers: Serve serializes the class when it is decorated.
 @serve.deployment
 @serve.ingress(app)
@@ -393,21 +408,6 @@ class ModelServer:
         # Serve calls this when it stops the replica: write the rows still buffered.
         if getattr(self, "request_log", None) is not None:
             self.request_log.close()
-
-
-def with_bare_names(columns: dict[str, list[Any]]) -> dict[str, list[Any]]:
-    """Looked-up ``view__feature`` columns, also under the bare ``feature`` name where no
-    other view has it: a model trained on a training set with full names needs the
-    first, one trained without the second."""
-    bare: dict[str, list[str]] = {}
-    for name in columns:
-        if "__" in name:
-            bare.setdefault(name.split("__", 1)[1], []).append(name)
-    out = dict(columns)
-    for short, full in bare.items():
-        if len(full) == 1 and short not in out:
-            out[short] = columns[full[0]]
-    return out
 
 
 def build_app(conf: Any, lake: Any):
