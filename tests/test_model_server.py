@@ -4,7 +4,6 @@ bad requests, sticky A/B arms and their split, shadow answers, the request log."
 from __future__ import annotations
 
 import json
-import socket
 import time
 from collections import Counter
 
@@ -12,6 +11,7 @@ import numpy as np
 import pytest
 import requests
 import xgboost
+from conftest import free_port
 from test_train import training_table
 
 from raylake.config.loader import compose_config, to_config
@@ -59,9 +59,7 @@ def server(ray_session, tmp_path_factory):
     from raylake.serve.app import build_app
 
     root = str(tmp_path_factory.mktemp("ms") / "lake")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     conf = to_config(compose_config([f"lake.root={root}", "model_server.max_replicas=1",
                                      "model_server.max_rows=50", "model_server.log_flush_rows=20",
                                      "model_server.log_flush_s=0.5"], job="serve"))

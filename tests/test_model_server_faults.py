@@ -3,12 +3,12 @@ were in flight on the killed replica fail, and the replica count comes back."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 
 import pytest
 import requests
+from conftest import free_port
 from test_model_server import register_toys
 
 from raylake.config.loader import compose_config, to_config
@@ -52,9 +52,7 @@ def test_killed_replica_is_replaced_and_only_its_in_flight_requests_fail(ray_ses
     from raylake.lake import Lake
     from raylake.serve.app import build_app
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     conf = to_config(compose_config([f"lake.root={tmp_path / 'lake'}", "model=toy:1",
                                      "model_server.min_replicas=2", "model_server.max_replicas=2",
                                      "model_server.log_flush_s=0.5"], job="serve"))
