@@ -159,3 +159,60 @@ def test_two_node_cluster_ingests_on_both_nodes(tmp_path):
     assert len(result["cluster_nodes"]) == 2
     assert sorted(result["used"]) == result["cluster_nodes"], "work ran on one node only"
     assert result["written"] == 4000
+
+
+PIT_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True,
+                      head_node_args={"num_cpus": 1, "include_dashboard": False})
+    cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    try:
+        ray.init(address=cluster.address)
+        sys.path.insert(0, sys.argv[2])
+        import pandas as pd
+        from test_features import random_data, registry
+        from raylake.features.offline import get_historical_features
+        from raylake.lake import Lake, Storage
+        from raylake.lake.commit import write_table
+        import pyarrow as pa
+
+        lake = Lake(Storage.from_config(sys.argv[1]))
+        feats, ents = random_data()
+        write_table(lake, "user_stats", pa.Table.from_pandas(feats, preserve_index=False))
+        write_table(lake, "user_profile", pa.table({"user_id": list(range(40)),
+                                                    "country": ["c%d" % (i % 7) for i in range(40)]}))
+        big = pd.concat([ents] * 100, ignore_index=True)  # 150,300 rows: blocks go to plasma
+        job = get_historical_features(lake, registry(), ray.data.from_pandas(big).repartition(8),
+                                      "all", partitions=8)
+        ray.wait(job.refs, num_returns=len(job.refs), fetch_local=False)
+        located = ray.experimental.get_object_locations(job.refs)
+        used = sorted({n for loc in located.values() for n in loc["node_ids"]})
+        nodes = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])
+        rows = sum(t.num_rows for t in ray.get(job.refs))
+        print("RESULT " + json.dumps({"cluster_nodes": nodes, "used": used, "rows": rows,
+                                      "entities": len(big)}))
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    """
+)
+
+
+def test_two_node_cluster_splits_point_in_time_retrieval(tmp_path):
+    """Entity rows as a Ray Dataset: the join runs in tasks on both nodes and its
+    partitions stay there; nothing is collected on the driver to join."""
+    script = tmp_path / "pit.py"
+    script.write_text(PIT_SCRIPT)
+    res = subprocess.run([PYTHON, str(script), str(tmp_path / "lake"), str(Path(__file__).parent)],
+                         capture_output=True, text=True, env=cluster_env(), timeout=400)
+    line = [ln for ln in res.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert res.returncode == 0 and line, (res.stdout[-2000:], res.stderr[-4000:])
+    result = json.loads(line[0][len("RESULT "):])
+    assert len(result["cluster_nodes"]) == 2
+    assert result["used"] == result["cluster_nodes"], "the join ran on one node only"
+    assert result["rows"] == result["entities"]
