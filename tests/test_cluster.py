@@ -103,28 +103,35 @@ def test_ray_job_submit_to_a_real_head(ray_head, tmp_path):
     assert list_runs(lake)[0]["status"] == "succeeded"
 
 
-TWO_NODE_SCRIPT = textwrap.dedent(
-    """
-    import json, sys
-    import ray
-    from ray.cluster_utils import Cluster
+def two_node_script(body: str) -> str:
+    """A Python script: start a two-node Ray cluster (1 CPU each), run ``body``, stop."""
+    return textwrap.dedent("""
+        import json, sys
+        import ray
+        from ray.cluster_utils import Cluster
 
-    cluster = Cluster(initialize_head=True,
-                      head_node_args={"num_cpus": 1, "include_dashboard": False})
-    cluster.add_node(num_cpus=1)
-    cluster.wait_for_nodes()
-    try:
-        ray.init(address=cluster.address)
-        from raylake.config.loader import compose_config
-        from raylake.ingest.job import run
-        out = run(compose_config(sys.argv[1:]), echo=print)
-        nodes = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])
-        print("RESULT " + json.dumps({"cluster_nodes": nodes,
-                                      "used": out["tables"][0].nodes,
-                                      "written": out["tables"][0].rows_written}))
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
+        cluster = Cluster(initialize_head=True,
+                          head_node_args={"num_cpus": 1, "include_dashboard": False})
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        try:
+            ray.init(address=cluster.address)
+        BODY
+        finally:
+            ray.shutdown()
+            cluster.shutdown()
+    """).replace("BODY", textwrap.indent(textwrap.dedent(body), "    "))
+
+
+TWO_NODE_SCRIPT = two_node_script(
+    """
+    from raylake.config.loader import compose_config
+    from raylake.ingest.job import run
+    out = run(compose_config(sys.argv[1:]), echo=print)
+    nodes = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])
+    print("RESULT " + json.dumps({"cluster_nodes": nodes,
+                                  "used": out["tables"][0].nodes,
+                                  "written": out["tables"][0].rows_written}))
     """
 )
 
@@ -161,44 +168,31 @@ def test_two_node_cluster_ingests_on_both_nodes(tmp_path):
     assert result["written"] == 4000
 
 
-PIT_SCRIPT = textwrap.dedent(
+PIT_SCRIPT = two_node_script(
     """
-    import json, sys
-    import ray
-    from ray.cluster_utils import Cluster
+    sys.path.insert(0, sys.argv[2])
+    import pandas as pd
+    import pyarrow as pa
+    from test_features import random_data, registry
+    from raylake.features.offline import get_historical_features
+    from raylake.lake import Lake, Storage
+    from raylake.lake.commit import write_table
 
-    cluster = Cluster(initialize_head=True,
-                      head_node_args={"num_cpus": 1, "include_dashboard": False})
-    cluster.add_node(num_cpus=1)
-    cluster.wait_for_nodes()
-    try:
-        ray.init(address=cluster.address)
-        sys.path.insert(0, sys.argv[2])
-        import pandas as pd
-        from test_features import random_data, registry
-        from raylake.features.offline import get_historical_features
-        from raylake.lake import Lake, Storage
-        from raylake.lake.commit import write_table
-        import pyarrow as pa
-
-        lake = Lake(Storage.from_config(sys.argv[1]))
-        feats, ents = random_data()
-        write_table(lake, "user_stats", pa.Table.from_pandas(feats, preserve_index=False))
-        write_table(lake, "user_profile", pa.table({"user_id": list(range(40)),
-                                                    "country": ["c%d" % (i % 7) for i in range(40)]}))
-        big = pd.concat([ents] * 100, ignore_index=True)  # 150,300 rows: blocks go to plasma
-        job = get_historical_features(lake, registry(), ray.data.from_pandas(big).repartition(8),
-                                      "all", partitions=8)
-        ray.wait(job.refs, num_returns=len(job.refs), fetch_local=False)
-        located = ray.experimental.get_object_locations(job.refs)
-        used = sorted({n for loc in located.values() for n in loc["node_ids"]})
-        nodes = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])
-        rows = sum(t.num_rows for t in ray.get(job.refs))
-        print("RESULT " + json.dumps({"cluster_nodes": nodes, "used": used, "rows": rows,
-                                      "entities": len(big)}))
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
+    lake = Lake(Storage.from_config(sys.argv[1]))
+    feats, ents = random_data()
+    write_table(lake, "user_stats", pa.Table.from_pandas(feats, preserve_index=False))
+    write_table(lake, "user_profile", pa.table({"user_id": list(range(40)),
+                                                "country": ["c%d" % (i % 7) for i in range(40)]}))
+    big = pd.concat([ents] * 100, ignore_index=True)  # 150,300 rows: blocks go to plasma
+    job = get_historical_features(lake, registry(), ray.data.from_pandas(big).repartition(8),
+                                  "all", partitions=8)
+    ray.wait(job.refs, num_returns=len(job.refs), fetch_local=False)
+    located = ray.experimental.get_object_locations(job.refs)
+    used = sorted({n for loc in located.values() for n in loc["node_ids"]})
+    nodes = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])
+    rows = sum(t.num_rows for t in ray.get(job.refs))
+    print("RESULT " + json.dumps({"cluster_nodes": nodes, "used": used, "rows": rows,
+                                  "entities": len(big)}))
     """
 )
 
