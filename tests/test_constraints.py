@@ -113,11 +113,8 @@ def test_shipped_nycflights13_constraints_load():
 
 
 @pytest.mark.slow
-def test_validate_flights_catches_the_real_problems(ray_session, tmp_path):
-    from raylake.ingest.job import run
-
-    root = str(tmp_path / "lake")
-    out = run(compose_config([f"lake.root={root}"]), echo=lambda *_: None)
+def test_validate_flights_catches_the_real_problems(flights_lake):
+    root, out = flights_lake
     flights = {r.table: r for r in out["tables"]}["flights"]
     by = {c["name"]: c for c in flights.checks}
     assert by["dep_time_present"]["violations"] == 8_255  # cancelled flights

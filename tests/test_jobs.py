@@ -40,10 +40,9 @@ def test_run_record_of_success_and_failure(ray_session, tmp_path):
 
 
 @pytest.mark.slow
-def test_nycflights13_all_tables_counts_rerun_and_tag(ray_session, tmp_path):
-    root = str(tmp_path / "lake")
+def test_nycflights13_all_tables_counts_rerun_and_tag(flights_lake):
+    root, first = flights_lake
     cfg = compose_config([f"lake.root={root}"])
-    first = run(cfg, echo=lambda *_: None)
     by_table = {r.table: r for r in first["tables"]}
     assert set(by_table) == {"flights", "weather", "planes", "airlines", "airports"}
     flights = by_table["flights"]

@@ -80,6 +80,8 @@ def test_upstream_from_an_answer_to_the_source_files(lake, chain):
     ]
     # A version no recorded run wrote: nearest earlier writer, said so by the run shown.
     assert g.producer(Node("table", "flights", 1))["run_id"] == chain["ingest"]
+    assert g.upstream(Node("table", "flights", 1)).note == (
+        "v1 was written outside a raylake run; shown: the run that wrote v0")
     assert parse_ref(lake, "flights") == Node("table", "flights", 1)
     assert parse_ref(lake, "model:m") == Node("model", "m", 1)
 
@@ -105,6 +107,8 @@ def test_bad_references_say_what_to_write(lake, chain):
         parse_ref(lake, "flihgts@0")
     with pytest.raises(ConfigError, match="version number"):
         parse_ref(lake, "flights@latest")
+    with pytest.raises(ConfigError, match="'flights' has no version 7; its latest is 1"):
+        parse_ref(lake, "flights@7")
     with pytest.raises(ConfigError, match="No request 'nope'"):
         Lineage(lake).upstream(parse_ref(lake, "request:nope"))
 

@@ -59,9 +59,13 @@ def quiet(*_a, **_k) -> None:
 
 def test_xgboost_two_workers_learns_records_and_registers(ray_session, toy_lake):
     root = toy_lake.root
-    out = train(compose_config(overrides(root), job="train"), echo=quiet)
+    out = train(compose_config(overrides(root, "train.scaling.threads_per_worker=2"),
+                               job="train"), echo=quiet)
     m = out["metrics"]
     assert m["test"]["auc"] > 0.7 and m["valid"]["auc"] > 0.7
+    # Two threads on half a CPU each: OpenMP in the worker allows both (Ray's default
+    # for a fractional CPU would cap XGBoost at one).
+    assert m["reported"]["omp_threads"] == 2
     assert m["features"] == ["wind", "noise", "carrier"]  # label, time and excluded columns out
     assert m["reported"]["round"] == 20
     for key in ("log_loss", "accuracy", "calibration_error", "cost_per_1000",

@@ -5,8 +5,9 @@ candidate) -> promote to champion -> materialize the online store -> serve on Ra
 Serve -> one prediction over HTTP by entity key -> the answer's lineage. Each step is
 the same job function ``raylake <job>`` runs, on the same composed config (so any
 override, e.g. ``lake.root=...`` or ``train.xgboost.num_boost_round=50``, applies to
-every step), and prints where to look at what it made. Re-running adds nothing twice:
-each job skips inputs it already committed.
+every step), and prints where to look at what it made. Re-running ingests nothing
+twice (each ingest skips sources it already committed) and rebuilds nothing it already
+built from the same versions; it does train, register and promote a new model version.
 """
 
 from __future__ import annotations
@@ -29,9 +30,15 @@ def chain(cfg: DictConfig, *, echo: Any = print) -> dict[str, Any]:
     from raylake.features.jobs import aggregate, apply, materialize_job, training_set
     from raylake.ingest.job import run as ingest
     from raylake.quality.jobs import profile
+    from raylake.runtime import ensure_ray
     from raylake.train.job import train
 
     conf = to_config(cfg)
+    if not conf.train.register:
+        raise RaylakeError("raylake chain promotes and serves the model it trains: drop "
+                           "train.register=false.")
+    # A Ray this job started is this job's to stop; on a cluster it only removes its app.
+    own_ray = ensure_ray(conf.ray)["started"]
     root = conf.lake.root
     lake_arg = f"lake.root={root}"
     out: dict[str, Any] = {}
@@ -79,7 +86,7 @@ def chain(cfg: DictConfig, *, echo: Any = print) -> dict[str, Any]:
 
     c = step(7, "serve the champion on Ray Serve, one prediction over HTTP", "serve",
              model=f"{name}:champion", **{"model_server.feature_service": MODEL_SERVICE})
-    out["prediction"] = _serve_and_predict(c, lake, echo)
+    out["prediction"] = _serve_and_predict(c, lake, echo, stop_serve=own_ray)
 
     step(8, "the answer's lineage", "lineage")
     from raylake.lineage import Lineage, parse_ref, render
@@ -94,19 +101,19 @@ def chain(cfg: DictConfig, *, echo: Any = print) -> dict[str, Any]:
     return out
 
 
-def _serve_and_predict(c: DictConfig, lake: Any, echo: Any) -> dict[str, Any]:
+def _serve_and_predict(c: DictConfig, lake: Any, echo: Any, *, stop_serve: bool) -> dict[str, Any]:
     from ray import serve
 
-    from raylake.serve.job import serve_model
+    from raylake.serve.job import APP_NAME, serve_model
 
     conf = to_config(c)
     ms = conf.model_server
-    serve_model(c, echo=echo, blocking=False)
+    url = f"http://{ms.host}:{ms.port}/predict"
     try:
+        serve_model(c, echo=echo, blocking=False)
         body = _request(lake)
-        echo(f"POST http://{ms.host}:{ms.port}/predict {json.dumps(body)}")
-        req = urllib.request.Request(f"http://{ms.host}:{ms.port}/predict",
-                                     data=json.dumps(body).encode(),
+        echo(f"POST {url} {json.dumps(body)}")
+        req = urllib.request.Request(url, data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(req, timeout=60) as resp:
@@ -114,10 +121,17 @@ def _serve_and_predict(c: DictConfig, lake: Any, echo: Any) -> dict[str, Any]:
         except urllib.error.HTTPError as exc:
             raise RaylakeError(f"The model server answered {exc.code}: "
                                f"{exc.read().decode(errors='replace')}") from exc
+        except (urllib.error.URLError, TimeoutError) as exc:
+            raise RaylakeError(f"No answer from the model server at {url}: {exc}. Check "
+                               "model_server.host/port and the Serve logs.") from exc
         echo(f"-> {json.dumps(answer)}")
     finally:
-        # Stopping the replica flushes its request log to the lake.
-        serve.shutdown()
+        # Stopping the replica flushes its request log to the lake. Only this job's app
+        # goes: other apps on a shared cluster keep running.
+        if stop_serve:
+            serve.shutdown()
+        else:
+            serve.delete(APP_NAME)
     return answer
 
 

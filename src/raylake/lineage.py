@@ -67,6 +67,10 @@ def parse_ref(lake: Lake, ref: str) -> Node:
         return Node("table", name, lake.version(name))
     if not version.isdigit():
         raise ConfigError(f"Lineage takes a table version number, got {version!r} in {ref!r}.")
+    latest = lake.version(name)
+    if int(version) > latest:
+        raise ConfigError(f"{name!r} has no version {version}; its latest is {latest} "
+                          f"(see raylake lake history {name}).")
     return Node("table", name, int(version))
 
 
@@ -104,6 +108,12 @@ class Lineage:
         if run is None:
             tree.note = "no recorded run wrote it" if node.kind == "table" else ""
             return tree
+        if node.kind == "table":
+            wrote = max(v for v, r in self._writers[("table", node.name)]
+                        if r is run and v <= (node.version or 0))
+            if wrote != node.version:
+                tree.note = (f"v{node.version} was written outside a raylake run; shown: the "
+                             f"run that wrote v{wrote}")
         if depth <= 0 or node in seen:
             tree.note = "(shown above)" if node in seen else "(depth limit)"
             return tree
@@ -177,7 +187,9 @@ class Lineage:
 
         if not self.lake.exists(self.request_log):
             return 0
+        # Answers a client got: shadow answers and failed requests are not answers.
         f = (pads.field("model_name") == node.name) & (pads.field("model_version") == node.version)
+        f &= (pads.field("status") == 200) & (pads.field("shadow") == False)  # noqa: E712
         return self.lake.dataset(self.request_log).count_rows(filter=f)
 
 

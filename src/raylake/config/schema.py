@@ -582,8 +582,13 @@ class AbReportConfig:
             raise ValueError(f"ab_report.join_on={self.join_on!r}: use request_id or unit_id")
         if self.metric not in ("auto", "rate", "mean"):
             raise ValueError(f"ab_report.metric={self.metric!r}: use auto, rate or mean")
-        if not 0 < self.alpha < 1 or not 0 < self.power < 1:
-            raise ValueError("ab_report.alpha and ab_report.power must be in (0, 1)")
+        for key in ("alpha", "power"):
+            if not 0 < getattr(self, key) < 1:
+                raise ValueError(f"ab_report.{key}={getattr(self, key)!r} must be in (0, 1), "
+                                 "e.g. alpha=0.05 power=0.8")
+        if self.mde is not None and not self.mde > 0:
+            raise ValueError(f"ab_report.mde={self.mde!r} must be a positive difference "
+                             "(e.g. 0.02 for two points of a rate)")
 
 
 @dataclass

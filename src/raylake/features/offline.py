@@ -135,6 +135,11 @@ def _on_demand(block: pa.Table, plan: on_demand.Plan, registry: Registry,
 
 def _entity_blocks(entity_df: Any, parts: int) -> tuple[list[ray.ObjectRef], list[str]]:
     if isinstance(entity_df, ray.data.Dataset):
+        # Blocks in the dataset's own order, not in the order its tasks finish: the rows
+        # are numbered next, and that number orders the result. Without it, rebuilding
+        # a training set from the same versions could shuffle its rows (and so change
+        # what a model trained on it learns).
+        entity_df.context.execution_options.preserve_order = True
         refs = entity_df.to_arrow_refs()
         columns = entity_df.schema().names
         # Number the rows so the training set keeps the entity order.

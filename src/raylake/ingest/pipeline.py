@@ -262,6 +262,9 @@ def _read_cast_write(files, spec, specs: list[ColumnSpec], primary_key: list[str
             # Same resources as the read, so Ray Data fuses the two into one task.
             num_cpus=task_cpus,
         )
+        # Files in the commit in source order, whichever task finishes first: the same
+        # sources give the same table, row for row, on every run.
+        ds.context.execution_options.preserve_order = True
         return ray.get(ds.to_arrow_refs())
     finally:
         if saved is None:

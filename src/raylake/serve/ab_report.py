@@ -2,10 +2,12 @@
 
 The model server logs every answer with its arm and the experiment (its salt). Outcomes
 arrive later in a lake table keyed by ``request_id`` (the id every answer carries) or
-``unit_id`` (the randomised unit: each unit is one observation, its outcomes averaged,
-which keeps repeat visitors from counting many times). Shadow answers and errors are
-left out: no client saw them. Per arm: the count, the rate or mean with its confidence
-interval; per treatment arm against control: the difference and its interval, the
+``unit_id`` (the randomised unit: each unit is one observation, which keeps repeat
+visitors from counting many times; a unit's outcomes are averaged for means, and for
+rates the unit counts 1 if any outcome is 1). Shadow answers are left out (no client
+saw them); errors are left out of the statistics and counted per arm, since an arm
+that fails more often would otherwise look better on the answers it did give. Per arm:
+the count, the rate or mean with its confidence interval; per treatment arm against control: the difference and its interval, the
 two-proportion z-test (rates) or Welch's t-test (means), and the units per arm still
 needed to detect the difference (or ``ab_report.mde``) with ``ab_report.power``.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -51,13 +54,15 @@ def ab_report(cfg: DictConfig, *, echo: Any = print) -> dict[str, Any]:
                           "model server's model_server.request_log_table).")
     resolved = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else {}
     with RunRecorder(lake, "ab-report", resolved) as run:
-        log_version, answers = _answers(lake, log_table, experiment, r)
+        log = _answers(lake, log_table, experiment, r)
+        answers = log.table
         out_version, outcomes = _outcomes(lake, r)
-        run.add_input(table=log_table, version=log_version, role="request-log")
+        run.add_input(table=log_table, version=log.version, role="request-log")
         run.add_input(table=r.outcomes_table, version=out_version, role="outcomes")
         report = analyse(answers, outcomes, experiment=experiment, join_on=r.join_on,
                          metric=r.metric, control=r.control or _default_control(ms, answers),
-                         alpha=r.alpha, power=r.power, mde=r.mde)
+                         alpha=r.alpha, power=r.power, mde=r.mde, errors=log.errors)
+        report["repeat_requests"] = log.repeat_requests
         run.metrics.update({"experiment": experiment, "metric": report["metric"],
                             "arms": {a["arm"]: a["n"] for a in report["arms"]}})
         if r.report_table:
@@ -79,9 +84,9 @@ def ab_report(cfg: DictConfig, *, echo: Any = print) -> dict[str, Any]:
 
 def analyse(answers: pa.Table, outcomes: pa.Table, *, experiment: str, join_on: str,
             metric: str, control: str, alpha: float, power: float,
-            mde: float | None) -> dict[str, Any]:
+            mde: float | None, errors: dict[str, int] | None = None) -> dict[str, Any]:
     """``answers``: arm and ``join_on`` per answered request; ``outcomes``: ``join_on``
-    and ``outcome``, any number per key (averaged)."""
+    and ``outcome``, any number per key; ``errors``: failed requests per arm."""
     arms = sorted(set(answers.column("arm").to_pylist()))
     if not arms:
         raise ConfigError(f"No answered requests of experiment {experiment!r} in the request "
@@ -94,15 +99,20 @@ def analyse(answers: pa.Table, outcomes: pa.Table, *, experiment: str, join_on: 
     per_key = answers.group_by(join_on).aggregate([("arm", "count_distinct"), ("arm", "min")])
     mixed = per_key.filter(pc.greater(per_key["arm_count_distinct"], 1)).num_rows
     per_key = per_key.filter(pc.equal(per_key["arm_count_distinct"], 1))
-    means = outcomes.group_by(join_on).aggregate([("outcome", "mean")])
-    joined = per_key.join(means, join_on, join_type="left outer")
+    outcomes = _same_key_type(outcomes, answers.schema.field(join_on).type, join_on)
+    # Rate or mean is a property of the outcome itself, decided before any averaging.
+    raw = outcomes.column("outcome").to_numpy(zero_copy_only=False).astype(float)
+    rate = is_rate(raw) if metric == "auto" else metric == "rate"
+    if rate and raw.size and not is_rate(raw):
+        bad = raw[(raw != 0) & (raw != 1)][0]
+        raise ConfigError(f"ab_report.metric=rate needs outcomes of 0 or 1; found {bad:g} "
+                          "(use ab_report.metric=mean).")
+    per_unit = outcomes.group_by(join_on).aggregate([("outcome", "max" if rate else "mean")])
+    joined = per_key.join(per_unit.rename_columns([join_on, "value"]), join_on,
+                          join_type="left outer")
     arm_col = joined.column("arm_min").to_numpy(zero_copy_only=False)
-    values = joined.column("outcome_mean").to_numpy(zero_copy_only=False).astype(float)
+    values = joined.column("value").to_numpy(zero_copy_only=False).astype(float)
     seen = ~np.isnan(values)
-    rate = is_rate(values[seen]) if metric == "auto" else metric == "rate"
-    if rate and not is_rate(values[seen]):
-        raise ConfigError("ab_report.metric=rate needs outcomes of 0 or 1 per "
-                          f"{join_on}; these are not (use metric=mean).")
     by_arm = {a: values[(arm_col == a) & seen] for a in arms}
     awaiting = {a: int(((arm_col == a) & ~seen).sum()) for a in arms}
     result = []
@@ -113,9 +123,11 @@ def analyse(answers: pa.Table, outcomes: pa.Table, *, experiment: str, join_on: 
             cmp = compare(by_arm[control], by_arm[a], rate=rate, alpha=alpha, power=power,
                           mde=mde).to_dict()
         result.append({"arm": a, "n": s.n, "awaiting": awaiting[a], "value": s.value,
-                       "low": s.low, "high": s.high, "comparison": cmp})
-    matched = set(per_key.column(join_on).to_pylist())
-    unmatched = sum(1 for k in means.column(join_on).to_pylist() if k not in matched)
+                       "low": s.low, "high": s.high, "comparison": cmp,
+                       "errors": (errors or {}).get(a, 0)})
+    # Outcomes for keys no arm answered (keys of several arms are counted as mixed).
+    answered = answers.column(join_on).unique()
+    unmatched = int(pc.sum(pc.invert(pc.is_in(per_unit[join_on], answered))).as_py() or 0)
     return {"experiment": experiment, "metric": "rate" if rate else "mean", "join_on": join_on,
             "control": control, "alpha": alpha, "power": power, "arms": result,
             "mixed_keys": mixed, "unmatched_outcomes": unmatched}
@@ -127,7 +139,8 @@ def format_report(report: dict[str, Any]) -> str:
              f"{report['join_on']}, {conf:g}% intervals, control {report['control']!r})"]
     for a in report["arms"]:
         lines.append(f"  {a['arm']:<12} n={a['n']:<8} {a['value']:.4f} "
-                     f"[{a['low']:.4f}, {a['high']:.4f}]  awaiting outcome: {a['awaiting']}")
+                     f"[{a['low']:.4f}, {a['high']:.4f}]  awaiting outcome: {a['awaiting']}"
+                     + (f"  failed requests: {a['errors']}" if a.get("errors") else ""))
         c = a["comparison"]
         if c:
             rel = f" ({100 * c['relative']:+.1f}%)" if c["relative"] is not None else ""
@@ -139,12 +152,24 @@ def format_report(report: dict[str, Any]) -> str:
                          f"{c['high']:+.4f}], {c['test']} p={c['p_value']:.4g}, {verdict}{more}")
     if report["mixed_keys"]:
         lines.append(f"  left out: {report['mixed_keys']} keys answered by more than one arm")
+    if report.get("repeat_requests"):
+        lines.append(f"  note: {report['repeat_requests']} requests came from units already "
+                     "seen, and arms are assigned per unit: per-request tests overstate "
+                     "significance; use ab_report.join_on=unit_id")
     if report["unmatched_outcomes"]:
         lines.append(f"  outcomes with no answered request: {report['unmatched_outcomes']}")
     return "\n".join(lines)
 
 
-def _answers(lake: Lake, table: str, experiment: str, r: Any) -> tuple[int, pa.Table]:
+@dataclass
+class _Answers:
+    version: int  # of the request log
+    table: pa.Table  # arm and join key per answered request
+    errors: dict[str, int]  # failed requests per arm
+    repeat_requests: int  # requests beyond each unit's first (per-request analysis only)
+
+
+def _answers(lake: Lake, table: str, experiment: str, r: Any) -> _Answers:
     if not lake.exists(table):
         raise TableNotFoundError(f"Request log table {table!r} does not exist: serve with "
                                  "model_server.request_log_table set, or point "
@@ -157,13 +182,25 @@ def _answers(lake: Lake, table: str, experiment: str, r: Any) -> tuple[int, pa.T
     import pyarrow.dataset as pads
 
     f = (pads.field("experiment") == experiment) & (pads.field("shadow") == False)  # noqa: E712
-    f &= pads.field("status") == 200
     if r.since:
         f &= pads.field("at") >= _ts(r.since, "since")
     if r.until:
         f &= pads.field("at") < _ts(r.until, "until")
-    t = ds.to_table(columns=["arm", r.join_on], filter=f)
-    return version, t.filter(pc.is_valid(t[r.join_on]))
+    t = ds.to_table(columns=list(dict.fromkeys(["arm", "status", r.join_on, "unit_id"])),
+                    filter=f)
+    ok = pc.equal(t["status"], 200)
+    failed = t.filter(pc.invert(ok)).group_by("arm").aggregate([("arm", "count")])
+    errors = dict(zip(failed["arm"].to_pylist(), failed["arm_count"].to_pylist()))
+    t = t.filter(ok)
+    units = t["unit_id"].drop_null()
+    repeats = len(units) - len(units.unique())
+    t = t.select(["arm", r.join_on])
+    keyed = t.filter(pc.is_valid(t[r.join_on]))
+    if t.num_rows and not keyed.num_rows:
+        raise ConfigError(f"None of the {t.num_rows} answers of {experiment!r} has a "
+                          f"{r.join_on}: clients must send it, or report per request with "
+                          "ab_report.join_on=request_id.")
+    return _Answers(version, keyed, errors, repeats if r.join_on == "request_id" else 0)
 
 
 def _outcomes(lake: Lake, r: Any) -> tuple[int, pa.Table]:
@@ -186,6 +223,20 @@ def _outcomes(lake: Lake, r: Any) -> tuple[int, pa.Table]:
                           "a boolean or a number.")
     t = t.set_column(1, "outcome", pc.cast(outcome, pa.float64()))
     return version, t.filter(pc.is_valid(t["outcome"]))
+
+
+def _same_key_type(outcomes: pa.Table, key_type: pa.DataType, key: str) -> pa.Table:
+    """Outcome keys as the request log types them (ids are strings there; an outcomes
+    table may hold them as numbers)."""
+    col = outcomes.column(key)
+    if col.type == key_type:
+        return outcomes
+    try:
+        return outcomes.set_column(0, key, pc.cast(col, key_type))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise ConfigError(f"The outcomes' {key!r} is {col.type} and the request log's is "
+                          f"{key_type}; store {key!r} as {key_type} in the outcomes "
+                          "table.") from exc
 
 
 def _ts(value: str, key: str) -> pa.Scalar:

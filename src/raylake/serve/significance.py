@@ -1,7 +1,8 @@
 """Two-sample tests for A/B reports: intervals, p-values, sample sizes.
 
 Rates (an outcome that is 0 or 1 per unit) use the two-proportion z-test with the
-pooled rate under the null and Wald intervals; means use Welch's t-test (unequal
+pooled rate under the null, Wilson intervals per arm (sound near 0 and 1 and for
+small n) and the Wald interval of the difference; means use Welch's t-test (unequal
 variances, Welch–Satterthwaite degrees of freedom). Sample sizes are per arm, for a
 two-sided test at ``alpha`` with ``power`` against a difference ``delta``. The
 distributions come from SciPy (a dependency of XGBoost already).
@@ -58,9 +59,11 @@ def summarize(values: np.ndarray, *, rate: bool, alpha: float = 0.05) -> ArmSumm
         return ArmSummary(0, math.nan, math.nan, math.nan, math.nan)
     mean = float(v.mean())
     if rate:
-        sd = math.sqrt(mean * (1 - mean))
-        half = stats.norm.ppf(1 - alpha / 2) * sd / math.sqrt(n)
-        return ArmSummary(n, mean, max(0.0, mean - half), min(1.0, mean + half), sd)
+        z = stats.norm.ppf(1 - alpha / 2)
+        centre = (mean + z * z / (2 * n)) / (1 + z * z / n)
+        half = z / (1 + z * z / n) * math.sqrt(mean * (1 - mean) / n + z * z / (4 * n * n))
+        return ArmSummary(n, mean, float(max(0.0, centre - half)), float(min(1.0, centre + half)),
+                          math.sqrt(mean * (1 - mean)))
     sd = float(v.std(ddof=1)) if n > 1 else math.nan
     half = stats.t.ppf(1 - alpha / 2, n - 1) * sd / math.sqrt(n) if n > 1 else math.nan
     return ArmSummary(n, mean, mean - half, mean + half, sd)
@@ -92,13 +95,20 @@ def compare(control: np.ndarray, treatment: np.ndarray, *, rate: bool, alpha: fl
         v1, v2 = a.var(ddof=1) / n1, b.var(ddof=1) / n2
         se = math.sqrt(v1 + v2)
         df = (v1 + v2) ** 2 / (v1**2 / (n1 - 1) + v2**2 / (n2 - 1)) if se > 0 else 1.0
-        statistic = diff / se if se > 0 else 0.0
-        p = float(2 * stats.t.sf(abs(statistic), df)) if se > 0 else 1.0
+        if se > 0:
+            statistic = diff / se
+            p = float(2 * stats.t.sf(abs(statistic), df))
+        else:  # no spread in either arm: the means differ or they do not, for certain
+            statistic = math.copysign(math.inf, diff) if diff else 0.0
+            p = 0.0 if diff else 1.0
         t = stats.t.ppf(1 - alpha / 2, df)
         low, high = diff - t * se, diff + t * se
         test = "welch t"
+    # The sample size is for a difference in the observed direction: for rates the
+    # variance, so the size, depends on which way the rate moves.
     delta = abs(mde) if mde is not None else abs(diff)
-    needed = sample_size(m1, delta, rate=rate, sd1=float(a.std(ddof=1)),
+    signed = math.copysign(delta, diff) if diff else delta
+    needed = sample_size(m1, signed, rate=rate, sd1=float(a.std(ddof=1)),
                          sd2=float(b.std(ddof=1)), alpha=alpha, power=power)
     return Comparison(
         test=test, difference=diff, relative=diff / m1 if m1 else None, low=low, high=high,
@@ -109,17 +119,22 @@ def compare(control: np.ndarray, treatment: np.ndarray, *, rate: bool, alpha: fl
 
 def sample_size(base: float, delta: float, *, rate: bool, sd1: float = 0.0, sd2: float = 0.0,
                 alpha: float = 0.05, power: float = 0.8) -> int | None:
-    """Units per arm for a two-sided test to detect ``delta`` with ``power``."""
+    """Units per arm for a two-sided test to detect a change of ``delta`` (signed: for
+    rates, ``base + delta`` is the treatment rate; it is turned round where it would
+    leave [0, 1]) with ``power``."""
     from scipy import stats
 
-    if delta <= 0 or not math.isfinite(delta):
+    if delta == 0 or not math.isfinite(delta):
         return None
     za, zb = stats.norm.ppf(1 - alpha / 2), stats.norm.ppf(power)
     if rate:
         p1 = base
-        p2 = min(1.0, max(0.0, base + delta if base + delta <= 1 else base - delta))
+        p2 = base + delta if 0 <= base + delta <= 1 else base - delta
+        p2 = min(1.0, max(0.0, p2))
+        if p2 == p1:
+            return None
         pbar = (p1 + p2) / 2
         num = za * math.sqrt(2 * pbar * (1 - pbar)) + zb * math.sqrt(
             p1 * (1 - p1) + p2 * (1 - p2))
-        return math.ceil((num / delta) ** 2)
+        return math.ceil((num / abs(p2 - p1)) ** 2)
     return math.ceil((za + zb) ** 2 * (sd1**2 + sd2**2) / delta**2)

@@ -147,6 +147,26 @@ def load_splits(lake: Any, tcfg: Any) -> Splits:
                   _lineage(lake, tcfg.table, version), {c: str(types[c]) for c in spec.names})
 
 
+def worker_shards(splits: Splits, workers: int) -> dict[str, list[ray.data.Dataset]]:
+    """The train and valid splits cut into one Ray Data shard per Train worker, equal in
+    rows and in row order (the same inputs give the same model).
+
+    The splits' blocks are already in the object store, so the shards are cut here
+    rather than by Ray Train's streaming split: that starts a coordinator actor per
+    dataset, about 5 s each on a 2-core machine before the first row moves, and
+    streams every epoch through it. Here each worker reads its own blocks.
+    """
+    return {name: getattr(splits, name).split(workers, equal=True)
+            for name in ("train", "valid")}
+
+
+def my_shard(config: dict[str, Any], name: str) -> ray.data.Dataset:
+    """In a Train worker: its shard of split ``name`` (see :func:`worker_shards`)."""
+    import ray.train
+
+    return config["shards"][name][ray.train.get_context().get_world_rank()]
+
+
 def fit_standardisation(ds: ray.data.Dataset, spec: FeatureSpec) -> None:
     """Sets ``spec``'s means, standard deviations and missing-indicator columns from
     ``ds`` (the train split) in one Ray Data aggregation; no rows reach the driver."""

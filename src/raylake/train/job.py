@@ -22,6 +22,7 @@ from raylake.lake.tables import Lake
 from raylake.runtime import ensure_ray
 from raylake.train import evaluate, metrics
 from raylake.train.data import load_splits
+from raylake.train.resources import scaling_config, worker_env
 
 TRAINERS = {"xgboost": "raylake.train.xgb", "torch": "raylake.train.torch_ddp"}
 FLAVORS = {"xgboost": "xgboost", "torch": "torch"}
@@ -56,7 +57,7 @@ def train(cfg: DictConfig, *, echo: Any = print, kill_at: dict | None = None) ->
         for i in splits.source.get("inputs", []):
             run.add_input(**{**i, "via": splits.table})
         model, result = module.fit(splits, tcfg, _run_config(lake, tcfg, run.run_id),
-                                   _scaling(tcfg), kill_at=kill_at)
+                                   scaling_config(tcfg.scaling), kill_at=kill_at)
         timings["fit_s"] = time.perf_counter() - clock - timings["plan_s"]
         m = {**evaluate_model(module, model, splits, tcfg), "reported": _history(result)}
         timings["score_s"] = time.perf_counter() - clock - timings["plan_s"] - timings["fit_s"]
@@ -81,8 +82,9 @@ def train(cfg: DictConfig, *, echo: Any = print, kill_at: dict | None = None) ->
 
 def evaluate_model(module: Any, model: Any, splits: Any, tcfg: Any) -> dict[str, Any]:
     """Validation and test metrics, the cost threshold chosen on validation."""
-    yv, pv = evaluate.scores(splits.valid, module.__name__, model, splits.spec)
-    yt, pt = evaluate.scores(splits.test, module.__name__, model, splits.spec)
+    scored = evaluate.scores({"valid": splits.valid, "test": splits.test}, module.__name__,
+                             model, splits.spec)
+    (yv, pv), (yt, pt) = scored["valid"], scored["test"]
     threshold = metrics.best_threshold(yv, pv, tcfg.cost)
     return {"valid": metrics.evaluate(yv, pv, threshold, tcfg.cost),
             "test": metrics.evaluate(yt, pt, threshold, tcfg.cost),
@@ -104,17 +106,6 @@ def _register(lake: Lake, tcfg: Any, module: Any, model: Any, splits: Any, m: di
         run_id=run_id, preprocessing=splits.spec.to_dict(), **extra)
 
 
-def _scaling(tcfg: Any) -> Any:
-    import ray.train
-
-    s = tcfg.scaling
-    resources = {"CPU": s.cpus_per_worker}
-    if s.use_gpu:
-        resources["GPU"] = 1
-    return ray.train.ScalingConfig(num_workers=s.num_workers, use_gpu=s.use_gpu,
-                                   resources_per_worker=resources)
-
-
 def _run_config(lake: Lake, tcfg: Any, run_id: str, callbacks: list | None = None) -> Any:
     import ray.train
 
@@ -122,7 +113,7 @@ def _run_config(lake: Lake, tcfg: Any, run_id: str, callbacks: list | None = Non
         name=run_id, storage_path=train_storage(lake, tcfg),
         failure_config=ray.train.FailureConfig(max_failures=tcfg.max_failures),
         checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
-        callbacks=callbacks,
+        callbacks=callbacks, worker_runtime_env=worker_env(tcfg.scaling),
     )
 
 

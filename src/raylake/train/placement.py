@@ -23,14 +23,22 @@ def current() -> str | None:
 
 
 def remove(pg_hex: str | None) -> bool:
-    """Remove the placement group if it is still reserved; True if it was."""
+    """Remove the placement group if it is still reserved; True if it was. Never raises:
+    a failed clean-up is logged, and must not end the sweep that asked for it."""
+    import logging
+
     import ray
     from ray.util.placement_group import PlacementGroup, remove_placement_group
 
     if not pg_hex:
         return False
-    entry = ray.util.placement_group_table().get(pg_hex)
-    if not entry or entry.get("state") in ("REMOVED", None):
+    try:
+        entry = ray.util.placement_group_table().get(pg_hex)
+        if not entry or entry.get("state") in ("REMOVED", None):
+            return False
+        remove_placement_group(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(pg_hex))))
+        return True
+    except Exception as exc:  # noqa: BLE001 - best effort, see the docstring
+        logging.getLogger(__name__).warning("could not remove placement group %s: %s",
+                                            pg_hex, exc)
         return False
-    remove_placement_group(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(pg_hex))))
-    return True

@@ -34,7 +34,8 @@ from torch import nn
 from raylake.errors import ConfigError
 from raylake.models.nets import TabularMLP
 from raylake.train import metrics, placement
-from raylake.train.data import FeatureSpec, fit_standardisation
+from raylake.train.data import FeatureSpec, fit_standardisation, my_shard, worker_shards
+from raylake.train.resources import worker_threads
 
 CHECKPOINT_FILE = "checkpoint.pt"
 BACKENDS = ("gloo", "nccl")
@@ -71,8 +72,8 @@ def train_loop(config: dict[str, Any]) -> None:
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
     loss_fn = nn.BCEWithLogitsLoss()
-    train_shard = ray.train.get_dataset_shard("train")
-    valid_shard = ray.train.get_dataset_shard("valid")
+    train_shard = my_shard(config, "train")
+    valid_shard = my_shard(config, "valid")
     batch_size = config["batch_size"]
     for epoch in range(done + 1, epochs + 1):
         # Seeded per epoch and rank: a resumed run draws the same dropout masks and
@@ -219,16 +220,15 @@ def fit(splits: Any, tcfg: Any, run_config: Any, scaling: Any, *,
         fit_standardisation(splits.train, splits.spec)
     arch = architecture(splits.spec, tcfg.torch)
     t = tcfg.torch
-    threads = tcfg.scaling.threads_per_worker or max(1, int(tcfg.scaling.cpus_per_worker))
+    threads = worker_threads(tcfg.scaling)
     config = {"spec": splits.spec.to_dict(), "architecture": arch, "threads": threads,
               "seed": tcfg.seed, "epochs": t.epochs, "batch_size": t.batch_size, "lr": t.lr,
               "weight_decay": t.weight_decay, "checkpoint_every": tcfg.checkpoint_every,
-              "kill_at": kill_at}
+              "kill_at": kill_at,
+              "shards": worker_shards(splits, tcfg.scaling.num_workers)}
     trainer = TorchTrainer(
         train_loop, train_loop_config=config, torch_config=TorchConfig(backend=backend),
         scaling_config=scaling, run_config=run_config,
-        datasets={"train": splits.train, "valid": splits.valid},
-        dataset_config=data_config(),
     )
     result = trainer.fit()
     return load_checkpoint(result.checkpoint), result
@@ -242,16 +242,6 @@ def load_checkpoint(checkpoint: Any) -> nn.Module:
     net = TabularMLP(**state["architecture"])
     net.load_state_dict(state["model"])
     return net.eval()
-
-
-def data_config() -> Any:
-    """Shards in a fixed row order: with the seeded shuffle buffer, the same inputs give
-    the same batches, so the same model."""
-    import ray.train
-
-    options = ray.train.DataConfig.default_ingest_options()
-    options.preserve_order = True
-    return ray.train.DataConfig(datasets_to_split=["train", "valid"], execution_options=options)
 
 
 def predict(model: nn.Module, spec: FeatureSpec, table: pa.Table,

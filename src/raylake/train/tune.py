@@ -35,11 +35,11 @@ from raylake.train.data import load_splits
 from raylake.train.job import (
     _register,
     _run_config,
-    _scaling,
     evaluate_model,
     train_storage,
     trainer_module,
 )
+from raylake.train.resources import scaling_config
 
 TRIAL_MEMORY = 2**20
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "randint", "grid")
@@ -289,7 +289,7 @@ def _trial(config: dict[str, Any], *, splits: Any, base: Any, lake: Lake, run_id
     module = trainer_module(tcfg.trainer)
     trial_id = tune.get_context().get_trial_id()
     run_config = _run_config(lake, tcfg, f"{run_id}-{trial_id}", callbacks=[TuneReportCallback()])
-    module.fit(splits, tcfg, run_config, _scaling(tcfg))
+    module.fit(splits, tcfg, run_config, scaling_config(tcfg.scaling))
 
 
 class _SweepWatcher(Callback):
@@ -316,6 +316,12 @@ class _SweepWatcher(Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         placement.remove(self.groups.pop(trial.trial_id, None))
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        # A sweep that ends early (an error, Ctrl-C) leaves its running trials' groups.
+        for pg in self.groups.values():
+            placement.remove(pg)
+        self.groups.clear()
 
 
 def _trial_id_of(result: Any) -> str:
@@ -345,7 +351,8 @@ def _best_model(module: Any, best: dict[str, Any], lake: Lake, tcfg: Any, splits
         fs, _ = pafs.FileSystem.from_uri(train_storage(lake, tcfg))
         return load(Checkpoint(best["checkpoint"], filesystem=fs))
     # A trainer that cannot load its checkpoints trains the best config once more.
-    model, _ = module.fit(splits, tcfg, _run_config(lake, tcfg, f"{run_id}-best"), _scaling(tcfg))
+    model, _ = module.fit(splits, tcfg, _run_config(lake, tcfg, f"{run_id}-best"),
+                          scaling_config(tcfg.scaling))
     return model
 
 

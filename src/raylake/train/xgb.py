@@ -9,7 +9,9 @@ instead (measured by ``benchmarks/train.py``):
 - a shard turned into pandas and then a ``DMatrix``: batches stay Arrow, become one
   float32 matrix per worker and a ``QuantileDMatrix`` (no second copy of the data);
 - workers holding whole CPUs while Ray Data waits for one: workers reserve a
-  fraction and compute with ``threads_per_worker`` threads.
+  fraction and compute with ``threads_per_worker`` threads;
+- OpenMP capped at one thread in a worker (Ray's default OMP_NUM_THREADS for a
+  fractional CPU): the workers start with ``threads_per_worker`` instead.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ import pyarrow as pa
 import xgboost
 
 from raylake.train import placement
-from raylake.train.data import FeatureSpec
+from raylake.train.data import FeatureSpec, my_shard, worker_shards
+from raylake.train.resources import worker_threads
 
 MODEL_FILE = "model.ubj"
 
@@ -37,8 +40,8 @@ def train_loop(config: dict[str, Any]) -> None:
     spec = FeatureSpec.from_dict(config["spec"])
     threads = config["threads"]
     params = {**config["params"], "nthread": threads, "seed": config["seed"]}
-    X, y = shard_matrix(ray.train.get_dataset_shard("train"), spec)
-    Xv, yv = shard_matrix(ray.train.get_dataset_shard("valid"), spec)
+    X, y = shard_matrix(my_shard(config, "train"), spec)
+    Xv, yv = shard_matrix(my_shard(config, "valid"), spec)
     max_bin = int(params.get("max_bin", 256))
     dtrain = xgboost.QuantileDMatrix(X, label=y, feature_types=spec.feature_types(),
                                      enable_categorical=True, nthread=threads, max_bin=max_bin)
@@ -54,7 +57,9 @@ def train_loop(config: dict[str, Any]) -> None:
     done = booster.num_boosted_rounds() if booster is not None else 0
     total = config["num_boost_round"]
     report = _Report(config["checkpoint_every"], total, done, config.get("kill_at"))
-    report.extra = {"load_s": round(loaded, 2)}
+    # The threads OpenMP lets XGBoost use here (see resources.worker_env).
+    report.extra = {"load_s": round(loaded, 2),
+                    "omp_threads": int(os.environ.get("OMP_NUM_THREADS", "0"))}
     xgboost.train(params, dtrain, num_boost_round=total - done, evals=[(dvalid, "valid")],
                   xgb_model=booster, callbacks=[report], verbose_eval=False,
                   early_stopping_rounds=config.get("early_stopping_rounds"))
@@ -131,18 +136,17 @@ def fit(splits: Any, tcfg: Any, run_config: Any, scaling: Any, *,
     """Runs the trainer; returns (Booster, ray.train.Result)."""
     from ray.train.xgboost import XGBoostTrainer
 
-    threads = tcfg.scaling.threads_per_worker or max(1, int(tcfg.scaling.cpus_per_worker))
+    threads = worker_threads(tcfg.scaling)
     params = dict(tcfg.xgboost.params)
     if tcfg.scaling.use_gpu:
         params.setdefault("device", "cuda")
     config = {"spec": splits.spec.to_dict(), "params": params, "threads": threads,
               "seed": tcfg.seed, "num_boost_round": tcfg.xgboost.num_boost_round,
               "early_stopping_rounds": tcfg.xgboost.early_stopping_rounds,
-              "checkpoint_every": tcfg.checkpoint_every, "kill_at": kill_at}
+              "checkpoint_every": tcfg.checkpoint_every, "kill_at": kill_at,
+              "shards": worker_shards(splits, tcfg.scaling.num_workers)}
     trainer = XGBoostTrainer(
         train_loop, train_loop_config=config, scaling_config=scaling, run_config=run_config,
-        datasets={"train": splits.train, "valid": splits.valid},
-        dataset_config=data_config(),
     )
     result = trainer.fit()
     return load_checkpoint(result.checkpoint), result
@@ -154,21 +158,11 @@ def load_checkpoint(checkpoint: Any) -> Any:
         return xgboost.Booster(model_file=str(Path(d) / MODEL_FILE))
 
 
-def data_config() -> Any:
-    """Shards in a fixed row order: XGBoost's histograms (and so the model) depend on the
-    order rows arrive in, and the same inputs must give the same model."""
-    import ray.train
-
-    options = ray.train.DataConfig.default_ingest_options()
-    options.preserve_order = True
-    return ray.train.DataConfig(datasets_to_split=["train", "valid"], execution_options=options)
-
-
 def predict(booster: Any, spec: FeatureSpec, table: pa.Table, threads: int = 1) -> np.ndarray:
+    # inplace_predict on the encoded matrix: the same trees on the same numbers as a
+    # DMatrix (categorical splits live in the trees), without building one.
     booster.set_param({"nthread": threads})
-    m = xgboost.DMatrix(spec.matrix(table), feature_types=spec.feature_types(),
-                        enable_categorical=True, nthread=threads)
-    return booster.predict(m)
+    return booster.inplace_predict(spec.matrix(table))
 
 
 def registry_kwargs(model: Any, spec: FeatureSpec, tcfg: Any) -> dict[str, Any]:
