@@ -92,6 +92,13 @@ def test_xgboost_two_workers_learns_records_and_registers(ray_session, toy_lake)
     sample = training_table(200, seed=5)
     np.testing.assert_allclose(xgb.predict(booster, spec, sample),
                                xgb.predict(out["model"], spec, sample), rtol=0, atol=0)
+    # inplace_predict on the encoded matrix scores as a categorical DMatrix does.
+    import xgboost
+
+    dm = xgboost.DMatrix(spec.matrix(sample), feature_types=spec.feature_types(),
+                         enable_categorical=True)
+    np.testing.assert_allclose(xgb.predict(booster, spec, sample), booster.predict(dm),
+                               rtol=1e-6)
 
 
 def test_killed_worker_resumes_from_checkpoint(ray_session, toy_lake, tmp_path):

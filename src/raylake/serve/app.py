@@ -149,27 +149,6 @@ def to_table(columns: dict[str, list[Any]], spec: Any):
     return pa.table(arrays)
 
 
-def predictor(flavor: str, model: Any):
-    """The scoring function ``(model, spec, table) -> predictions`` of a model flavor.
-
-    XGBoost: the booster's ``inplace_predict`` on the float32 matrix ``xgb.predict``
-    builds, with one thread as ``xgb.predict`` sets: the same trees on the same numbers
-    (categorical splits live in the trees), without the DMatrix and ``set_param`` per
-    call that cost more than scoring a small batch (benchmarks/serve.py)."""
-    import importlib
-
-    from raylake.serve.batch import PREDICTORS
-
-    if flavor == "xgboost":
-        model.set_param({"nthread": 1})
-        return _xgb_inplace
-    return importlib.import_module(PREDICTORS[flavor]).predict
-
-
-def _xgb_inplace(booster: Any, spec: Any, table: Any):
-    return booster.inplace_predict(spec.matrix(table))
-
-
 def with_bare_names(columns: dict[str, list[Any]]) -> dict[str, list[Any]]:
     """Looked-up ``view__feature`` columns, also under the bare ``feature`` name where no
     other view has it: a model trained on a training set with full names needs the
@@ -196,6 +175,7 @@ class ModelServer:
         from raylake.lake import Lake, Storage
         from raylake.models.registry import ModelRegistry
         from raylake.serve.ab import Arm, Assigner
+        from raylake.serve.batch import predictor
         from raylake.serve.request_log import RequestLog
         from raylake.train.data import FeatureSpec
 

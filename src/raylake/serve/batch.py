@@ -28,27 +28,34 @@ from raylake.runtime import ensure_ray
 PREDICTORS = {"xgboost": "raylake.train.xgb", "torch": "raylake.train.torch_ddp"}
 
 
+def predictor(flavor: str, model: Any, threads: int = 1):
+    """The scoring function ``(model, spec, table) -> predictions`` of a model flavor,
+    for a process that scores many batches with one model (Serve replicas, batch actors).
+
+    XGBoost: the booster's threads are set once here; ``set_param`` on every call cost
+    more than scoring a small batch (benchmarks/serve.py)."""
+    import functools
+    import importlib
+
+    module = importlib.import_module(PREDICTORS[flavor])
+    if flavor == "xgboost":
+        model.set_param({"nthread": threads})
+        return functools.partial(module.predict, threads=None)
+    return module.predict
+
+
 class Scorer:
     """One actor: the model loaded once, then batches scored and written."""
 
     def __init__(self, storage: Any, name: str, version: int, output: str,
                  keep: list[str], run_id: str, threads: int) -> None:
-        import importlib
-
         from raylake.models.registry import ModelRegistry
         from raylake.train.data import FeatureSpec
 
         self.storage, self.output, self.keep, self.run_id = storage, output, keep, run_id
         self.mv, self.model = ModelRegistry(Lake(storage)).load(name, version)
         self.spec = FeatureSpec.from_dict(self.mv.preprocessing)
-        self.threads = threads
-        if self.mv.flavor == "xgboost":
-            # inplace_predict on the encoded matrix: the same trees on the same numbers
-            # as a DMatrix, without building one per batch.
-            self.model.set_param({"nthread": threads})
-            self.predict = lambda model, spec, table: model.inplace_predict(spec.matrix(table))
-        else:
-            self.predict = importlib.import_module(PREDICTORS[self.mv.flavor]).predict
+        self.predict = predictor(self.mv.flavor, self.model, threads)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         from raylake.ingest.writer import write_files

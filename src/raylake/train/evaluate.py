@@ -18,29 +18,30 @@ def scores(splits: dict[str, ray.data.Dataset], trainer_module: str, model: Any,
     reach the driver. One Ray Data execution scores all the splits: their blocks run
     side by side instead of one split after the other."""
     model_ref = ray.put(model)  # our own object inside our own cluster, never a user's bytes
-    scored = [ds.map_batches(_score, fn_args=(trainer_module, model_ref, spec.to_dict(), name),
+    names = list(splits)
+    scored = [ds.map_batches(_score, fn_args=(trainer_module, model_ref, spec.to_dict(), i),
                              batch_format="pyarrow", batch_size=None, num_cpus=0.5)
-              for name, ds in splits.items()]
+              for i, ds in enumerate(splits.values())]
     union = scored[0].union(*scored[1:]) if len(scored) > 1 else scored[0]
-    parts: dict[str, list[pa.Table]] = {name: [] for name in splits}
+    parts: list[list[pa.Table]] = [[] for _ in names]
     for t in ray.get(union.to_arrow_refs()):
         if t.num_rows:
             parts[t.column("split")[0].as_py()].append(t)
     out = {}
-    for name, tables in parts.items():
+    for name, tables in zip(names, parts):
         t = pa.concat_tables(tables) if tables else None
         out[name] = (t.column("y").to_numpy(), t.column("p").to_numpy()) if t else \
             (np.empty(0), np.empty(0))
     return out
 
 
-def _score(block: pa.Table, trainer_module: str, model: Any, spec: dict, split: str) -> pa.Table:
+def _score(block: pa.Table, trainer_module: str, model: Any, spec: dict, split: int) -> pa.Table:
     s = FeatureSpec.from_dict(spec)
     if isinstance(model, ray.ObjectRef):  # Ray Data passes fn_args through unresolved
         model = ray.get(model)
     if block.num_rows == 0:
         return pa.table({"y": pa.array([], pa.float64()), "p": pa.array([], pa.float64()),
-                         "split": pa.array([], pa.string())})
+                         "split": pa.array([], pa.int8())})
     p = importlib.import_module(trainer_module).predict(model, s, block)
     return pa.table({"y": s.labels(block).astype(np.float64), "p": np.asarray(p, np.float64),
-                     "split": pa.array([split] * block.num_rows, pa.string())})
+                     "split": np.full(block.num_rows, split, np.int8)})

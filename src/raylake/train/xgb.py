@@ -158,10 +158,13 @@ def load_checkpoint(checkpoint: Any) -> Any:
         return xgboost.Booster(model_file=str(Path(d) / MODEL_FILE))
 
 
-def predict(booster: Any, spec: FeatureSpec, table: pa.Table, threads: int = 1) -> np.ndarray:
-    # inplace_predict on the encoded matrix: the same trees on the same numbers as a
-    # DMatrix (categorical splits live in the trees), without building one.
-    booster.set_param({"nthread": threads})
+def predict(booster: Any, spec: FeatureSpec, table: pa.Table,
+            threads: int | None = 1) -> np.ndarray:
+    """Probabilities. ``inplace_predict`` on the encoded matrix: the same trees on the
+    same numbers as a DMatrix (categorical splits live in the trees), without building
+    one. ``threads=None`` keeps the booster's own setting (see serve.batch.predictor)."""
+    if threads is not None:
+        booster.set_param({"nthread": threads})
     return booster.inplace_predict(spec.matrix(table))
 
 
