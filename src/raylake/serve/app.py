@@ -19,6 +19,7 @@ go to the request log only. Every answer, error and shadow answer is logged
 # No `from __future__ import annotations` here: FastAPI must see the real
 # `Request` annotation, not a string, or it reads the argument as a query parameter.
 import asyncio
+import functools
 import json
 import logging
 import math
@@ -153,15 +154,20 @@ def with_bare_names(columns: dict[str, list[Any]]) -> dict[str, list[Any]]:
     """Looked-up ``view__feature`` columns, also under the bare ``feature`` name where no
     other view has it: a model trained on a training set with full names needs the
     first, one trained without the second."""
-    bare: dict[str, list[str]] = {}
-    for name in columns:
-        if "__" in name:
-            bare.setdefault(name.split("__", 1)[1], []).append(name)
     out = dict(columns)
-    for short, full in bare.items():
-        if len(full) == 1 and short not in out:
-            out[short] = columns[full[0]]
+    for short, full in _bare_aliases(tuple(columns)).items():
+        out.setdefault(short, columns[full])
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _bare_aliases(names: tuple[str, ...]) -> dict[str, str]:
+    # A feature service returns the same names on every request: worked out once.
+    full: dict[str, list[str]] = {}
+    for name in names:
+        if "__" in name:
+            full.setdefault(name.split("__", 1)[1], []).append(name)
+    return {short: f[0] for short, f in full.items() if len(f) == 1 and short not in names}
 
 
 # Defined after the helpers: Serve serializes the class when it is decorated.
