@@ -55,7 +55,7 @@ def register_model(lake, table_name: str) -> str:
 
 def run_raylake(root: Path, table: str, args) -> tuple[float, int]:
     from raylake.config.loader import compose_config
-    from raylake.serve.batch import batch_predict
+    from raylake.serve.jobs import batch_predict
 
     out_table = f"bench/predictions_{time.time_ns()}"
     t0 = time.perf_counter()
@@ -76,7 +76,7 @@ def run_baseline(lake, root: Path, table: str) -> tuple[float, int]:
     from deltalake import write_deltalake
 
     from raylake.models.registry import ModelRegistry
-    from raylake.train.data import FeatureSpec
+    from raylake.models.spec import FeatureSpec
 
     mv, booster = ModelRegistry(lake).load("bench_delay", 1)
     spec = FeatureSpec.from_dict(mv.preprocessing)

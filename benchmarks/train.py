@@ -60,7 +60,7 @@ def overrides(root: Path, table: str, rounds: int, workers: int, threads: int) -
 
 def run_raylake(args_: list[str]) -> tuple[float, float, dict]:
     from raylake.config.loader import compose_config
-    from raylake.train.job import train
+    from raylake.train.jobs import train
 
     t0 = time.perf_counter()
     out = train(compose_config(args_, job="train"), echo=lambda *_: None)
@@ -112,7 +112,7 @@ def _spec(table: pa.Table, tcfg):
 
     import pyarrow.compute as pc
 
-    from raylake.train.data import FeatureSpec
+    from raylake.models.spec import FeatureSpec
 
     drop = {tcfg.label, tcfg.split.time_column, *tcfg.exclude}
     names = [c for c in table.column_names if c not in drop]

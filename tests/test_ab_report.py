@@ -18,7 +18,8 @@ from raylake.errors import ConfigError
 from raylake.lake.commit import write_table
 from raylake.lake.runs import get_run
 from raylake.serve.ab import Arm, Assigner
-from raylake.serve.ab_report import ab_report, format_report
+from raylake.serve.ab_report import format_report
+from raylake.serve.jobs import ab_report
 from raylake.serve.request_log import SCHEMA
 from raylake.serve.significance import compare, sample_size, summarize
 

@@ -11,10 +11,10 @@ from raylake.config.loader import compose_config
 from raylake.errors import ConfigError
 from raylake.lake.commit import write_table
 from raylake.lake.runs import get_run
+from raylake.models.flavors import get_flavor
 from raylake.models.registry import ModelRegistry
-from raylake.serve.batch import batch_predict
-from raylake.train import xgb
-from raylake.train.data import FeatureSpec
+from raylake.models.spec import FeatureSpec
+from raylake.serve.jobs import batch_predict
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ def test_predictions_written_once_with_model_version_and_run(ray_session, scored
                                 "model_version", "run_id"}
     assert (got["model_version"] == 1).all() and (got["run_id"] == out["run_id"]).all()
     # Each row's prediction is the model's on that row (rows matched by time and flight).
-    want = table.to_pandas().assign(want=xgb.predict(booster, spec, table))
+    want = table.to_pandas().assign(want=get_flavor("xgboost").predict(booster, spec, table))
     merged = got.merge(want[["time_hour", "flight", "want"]].drop_duplicates(["time_hour", "flight"]),
                        on=["time_hour", "flight"])
     np.testing.assert_allclose(merged["prediction"], merged["want"], rtol=1e-6)

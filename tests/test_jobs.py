@@ -10,14 +10,14 @@ from conftest import PYTHON, REPO, subprocess_env
 
 from raylake.config.loader import compose_config
 from raylake.errors import IngestError, RunNotFoundError
-from raylake.ingest.job import run
+from raylake.ingest.jobs import ingest
 from raylake.lake import Lake, Storage, TagStore, get_run, list_runs
 
 
 def test_run_record_of_success_and_failure(ray_session, tmp_path):
     root = str(tmp_path / "lake")
     cfg = compose_config(["dataset=nycflights13_airlines", f"lake.root={root}"])
-    out = run(cfg, echo=lambda *_: None)
+    out = ingest(cfg, echo=lambda *_: None)
     lake = Lake(Storage.from_config(root))
     rec = get_run(lake, out["run_id"])
     assert rec["status"] == "succeeded" and rec["job"] == "ingest"
@@ -31,7 +31,7 @@ def test_run_record_of_success_and_failure(ray_session, tmp_path):
     bad = compose_config(["dataset=nycflights13_airports", f"lake.root={root}",
                           "ingest.inject_failure=commit"])
     with pytest.raises(IngestError):
-        run(bad, echo=lambda *_: None)
+        ingest(bad, echo=lambda *_: None)
     failed = list_runs(lake)[0]
     assert failed["status"] == "failed" and "injected failure" in failed["error"]
     assert not lake.exists("airports")
@@ -53,7 +53,7 @@ def test_nycflights13_all_tables_counts_rerun_and_tag(flights_lake):
     assert lake.count("weather") + by_table["weather"].rows_quarantined == 26_115
     assert lake.count("planes") == 3_322 and lake.count("airports") == 1_458
 
-    second = run(cfg, echo=lambda *_: None)
+    second = ingest(cfg, echo=lambda *_: None)
     assert second["status"] == "skipped" and all(r.skipped for r in second["tables"])
     assert lake.count("flights") == flights.rows_written
     assert [h["version"] for h in lake.history("flights")] == [0]

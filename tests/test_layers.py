@@ -1,51 +1,65 @@
-"""The layers of docs/architecture.md, checked on the source (like import-linter)."""
+"""The layers of docs/architecture.md, as import-linter contracts ([tool.importlinter] in
+pyproject.toml): the source keeps them, and a copy of the source that breaks one on
+purpose fails the check with a message naming both modules."""
 
 from __future__ import annotations
 
-import ast
+import shutil
 import subprocess
 from pathlib import Path
 
-from conftest import PYTHON, subprocess_env
+import pytest
+from conftest import PYTHON, REPO, subprocess_env
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "raylake"
-
-
-def imports(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text())
-    found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            found.add(node.module)
-    return found
+SRC = REPO / "src" / "raylake"
+CONFIG = REPO / "pyproject.toml"
 
 
-def raylake_imports(folder: str) -> dict[str, set[str]]:
-    base = SRC / folder if (SRC / folder).is_dir() else SRC
-    files = list(base.rglob("*.py")) if base != SRC else [SRC / f"{folder}.py"]
-    return {str(f.relative_to(SRC)): {m for m in imports(f) if m.startswith("raylake")} for f in files}
+def lint_imports(cwd: Path, pythonpath: Path) -> subprocess.CompletedProcess[str]:
+    """`lint-imports` with the project's contracts on the `raylake` found on `pythonpath`."""
+    exe = Path(PYTHON).with_name("lint-imports")
+    cmd = [str(exe)] if exe.exists() else [shutil.which("lint-imports") or "lint-imports"]
+    env = subprocess_env()
+    env["PYTHONPATH"] = str(pythonpath)
+    return subprocess.run([*cmd, "--no-cache", "--no-logo", str(CONFIG)], capture_output=True,
+                          text=True, env=env, cwd=cwd, timeout=120)
 
 
-def test_errors_imports_no_raylake_module():
-    assert raylake_imports("errors") == {"errors.py": set()}
+def test_source_keeps_the_contracts(tmp_path):
+    res = lint_imports(tmp_path, REPO / "src")
+    assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-2000:]
+    assert "0 broken" in res.stdout and "Analyzed" in res.stdout
 
 
-def test_config_imports_only_errors():
-    for path, mods in raylake_imports("config").items():
-        assert all(m.startswith(("raylake.config", "raylake.errors")) for m in mods), (path, mods)
+# A planted module and the import it makes, and the message the check must print.
+PLANTED = {
+    "sideways-domain": ("features/planted.py", "from raylake.train import metrics",
+                        "raylake.features is not allowed to import raylake.train"),
+    "domain-not-on-an-edge": ("serve/planted.py", "import raylake.quality.constraints",
+                              "raylake.serve is not allowed to import raylake.quality"),
+    "lake-imports-a-domain": ("lake/planted.py", "from raylake.features import definitions",
+                              "raylake.lake is not allowed to import raylake.features"),
+    "config-imports-the-lake": ("config/planted.py", "import raylake.lake",
+                                "raylake.config is not allowed to import raylake.lake"),
+    "flavor-outside-models": ("serve/planted.py", "import xgboost",
+                              "raylake.serve is not allowed to import xgboost"),
+}
 
 
-def test_lake_imports_no_other_domain():
-    for path, mods in raylake_imports("lake").items():
-        assert all(m.startswith(("raylake.lake", "raylake.errors", "raylake.config")) or m == "raylake"
-                   for m in mods), (path, mods)
+@pytest.mark.parametrize("case", PLANTED, ids=list(PLANTED))
+def test_a_contract_broken_on_purpose_fails_naming_both_modules(tmp_path, case):
+    path, line, message = PLANTED[case]
+    copy = tmp_path / "src" / "raylake"
+    shutil.copytree(SRC, copy, ignore=shutil.ignore_patterns("__pycache__", "conf"))
+    (copy / path).write_text(f'"""Planted by test_layers."""\n\n{line}\n')
+    planted = "raylake." + path.removesuffix(".py").replace("/", ".")
 
-
-def test_nothing_imports_jobs():
-    for path in SRC.rglob("*.py"):
-        assert not any(m.startswith("jobs") for m in imports(path)), path
+    res = lint_imports(tmp_path, tmp_path / "src")
+    assert res.returncode != 0, res.stdout[-3000:]
+    # The contract's message names the two packages, the chain names the planted module.
+    out = " ".join(res.stdout.split())  # import-linter wraps long lines
+    assert message in out, res.stdout[-6000:]
+    assert f"{planted} -> {line.split()[1]}" in out, res.stdout[-6000:]
 
 
 def test_import_has_no_side_effects():

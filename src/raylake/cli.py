@@ -9,58 +9,15 @@ and any ``key=value`` argument is a config override (``lake.root=/tmp/lake``).
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import re
 import sys
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 from raylake.errors import RaylakeError, did_you_mean
+from raylake.runner.registry import declared, get_job
 
-
-@dataclass(frozen=True)
-class Job:
-    target: str  # "module:function" taking the composed config
-    help: str
-
-
-# Jobs are looked up by name and imported only when run.
-JOBS: dict[str, Job] = {
-    "chain": Job("raylake.chain:chain",
-                 "the whole lifecycle on nycflights13: ingest, profile, features, train, "
-                 "serve, one prediction, its lineage"),
-    "ingest": Job("raylake.ingest.job:run", "ingest a dataset's tables into the lake (Ray Data -> Delta)"),
-    "profile": Job("raylake.quality.jobs:profile", "profile a table version with whylogs actors"),
-    "drift": Job("raylake.quality.jobs:drift", "compare two selections or versions of a table"),
-    "validate": Job("raylake.quality.jobs:validate", "check a table version against its constraints"),
-    "features-apply": Job("raylake.features.jobs:apply",
-                          "check feature definitions against the lake, record them (`raylake features apply`)"),
-    "aggregate": Job("raylake.features.jobs:aggregate",
-                     "window aggregations (e.g. a carrier's 7-day mean delay) into lake tables"),
-    "training-set": Job("raylake.features.jobs:training_set",
-                        "point-in-time correct training set from the feature store into the lake"),
-    "materialize": Job("raylake.features.jobs:materialize_job",
-                       "latest feature values into the online store (materialize.start/end)"),
-    "materialize-incremental": Job("raylake.features.jobs:materialize_incremental",
-                                   "materialize from each view's last end up to now"),
-    "serve-features": Job("raylake.features.server:serve_features",
-                          "the HTTP feature server on Ray Serve (Feast's API)"),
-    "train": Job("raylake.train.job:train",
-                 "train on Ray Train (train=xgboost|torch), evaluate, register (`--from-run RUN_ID`)"),
-    "tune": Job("raylake.train.tune:tune",
-                "Ray Tune sweep over a trainer (tune=xgboost, ASHA); trials to the lake, best registered"),
-    "batch-predict": Job("raylake.serve.batch:batch_predict",
-                         "score a lake table with a registered model (Ray Data actors) into the lake"),
-    "serve": Job("raylake.serve.job:serve_model",
-                 "serve a registered model on Ray Serve (model=NAME[:REF], A/B arms, request log)"),
-    "ab-report": Job("raylake.serve.ab_report:ab_report",
-                     "an A/B test's answers joined with outcomes: per-arm rates or means, "
-                     "intervals, significance, sample size (`raylake ab report`)"),
-    "quality-report": Job("raylake.quality.jobs:quality_report",
-                          "JSON + HTML report: summaries, constraints, drift (`raylake quality report`)"),
-}
 ADMIN = {
     "lake": "list tables, history, tags, diff, restore, optimize, vacuum",
     "runs": "list and show run records (lineage)",
@@ -127,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "features" and rest[:1] == ["apply"]:
         command, rest = "features-apply", rest[1:]
     try:
-        if command in JOBS:
+        if command in declared():
             return run_job(command, rest)
         if command == "lake":
             return _lake(rest)
@@ -141,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(
-        f"error: unknown command {command!r}.{did_you_mean(command, [*JOBS, *ADMIN])}\n\n{_usage()}",
+        f"error: unknown command {command!r}.{did_you_mean(command, [*declared(), *ADMIN])}\n\n{_usage()}",
         file=sys.stderr,
     )
     return 2
@@ -149,9 +106,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _usage() -> str:
     lines = ["usage: raylake <command> [options] [key=value overrides]", "", "jobs (Hydra):"]
-    lines += [f"  {name:<10} {job.help}" for name, job in JOBS.items()]
+    width = max(map(len, [*declared(), *ADMIN]))
+    lines += [f"  {name:<{width}}  {job.help}" for name, job in declared().items()]
     lines += ["", "admin:"]
-    lines += [f"  {name:<10} {text}" for name, text in ADMIN.items()]
+    lines += [f"  {name:<{width}}  {text}" for name, text in ADMIN.items()]
     lines += [
         "",
         "examples:",
@@ -170,11 +128,6 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
-def _load(target: str) -> Callable[..., Any]:
-    module, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module), attr)
-
-
 def run_job(job: str, args: Sequence[str]) -> int:
     """Run ``job`` under Hydra with command-line ``args`` (also used by jobs/*.py)."""
     import hydra
@@ -189,13 +142,13 @@ def run_job(job: str, args: Sequence[str]) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     register_configs()
-    fn = _load(JOBS[job].target)
+    spec = get_job(job)
     failed: list[BaseException] = []
 
     @hydra.main(config_path=str(CONF_DIR), config_name=CONFIG_NAME, version_base="1.3")
     def _task(cfg: Any) -> Any:
         try:
-            return fn(cfg)
+            return spec(cfg)
         except RaylakeError as exc:
             # A user-facing error: its message says what to do; no traceback.
             print(f"error: {exc}", file=sys.stderr)

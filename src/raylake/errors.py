@@ -16,8 +16,18 @@ class RaylakeError(Exception):
     """Root of every raylake error."""
 
 
+class JobError(RaylakeError):
+    """A job failed on an exception raylake did not anticipate; the message names the
+    job, the root cause and the run record marked failed."""
+
+
 class ConfigError(RaylakeError):
     """A configuration value is missing, misspelled or invalid."""
+
+
+class ConfigValueError(ConfigError, ValueError):
+    """A config dataclass rejects a value (raised in ``__post_init__``). A ValueError
+    too: that is what OmegaConf and dataclass callers expect from a constructor."""
 
 
 class TableNameError(RaylakeError, ValueError):
@@ -86,7 +96,8 @@ class FeatureRequestError(RaylakeError):
         super().__init__(message)
         self.status = status
 
-    def __reduce__(self):  # crosses processes (Serve handles) with its status
+    # Crosses processes (Serve handles) with its status.
+    def __reduce__(self) -> tuple[type[RaylakeError], tuple[object, ...]]:
         return type(self), (self.status, str(self))
 
 
@@ -128,5 +139,6 @@ class ModelRequestError(RaylakeError):
         self.status = status
         self.kind = kind
 
-    def __reduce__(self):  # crosses processes (Serve handles) with its status
+    # Crosses processes (Serve handles) with its status.
+    def __reduce__(self) -> tuple[type[RaylakeError], tuple[object, ...]]:
         return type(self), (self.status, str(self), self.kind)

@@ -49,7 +49,9 @@ def ensure_ray(ray_cfg: Any) -> dict[str, Any]:
         ) from exc
     log.info("ray: %s", "connected to " + address if address else "started a local Ray")
     quiet_ray_data()
-    return {"address": ctx.address_info.get("gcs_address"), "started": address is None}
+    # Typed as BaseContext; without a ray:// address ray.init returns a RayContext.
+    info = ctx.address_info  # type: ignore[attr-defined]
+    return {"address": info.get("gcs_address"), "started": address is None}
 
 
 def quiet_workers() -> None:

@@ -1,7 +1,13 @@
-"""Structured configuration: dataclasses registered with Hydra's ConfigStore."""
+"""Structured configuration: dataclasses registered with Hydra's ConfigStore.
+
+One module per domain (lake, ingest, quality, features, training, serving), typed
+values in ``values`` (closed choices, durations), the root in ``schema``.
+"""
 
 from raylake.config.schema import (
+    Choice,
     ColumnConfig,
+    ColumnType,
     CsvConfig,
     DatasetConfig,
     IngestConfig,
@@ -13,9 +19,12 @@ from raylake.config.schema import (
     WriteMode,
     register_configs,
 )
+from raylake.config.values import parse_duration
 
 __all__ = [
+    "Choice",
     "ColumnConfig",
+    "ColumnType",
     "CsvConfig",
     "DatasetConfig",
     "IngestConfig",
@@ -25,5 +34,6 @@ __all__ = [
     "SourceConfig",
     "TableConfig",
     "WriteMode",
+    "parse_duration",
     "register_configs",
 ]

@@ -6,7 +6,9 @@ The CLI's jobs run under ``@hydra.main`` (so ``-m`` multirun, ``--cfg`` and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+import typing
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +17,9 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
+from raylake.config import schema as schema_module
 from raylake.config.schema import RaylakeConfig, register_configs
 from raylake.errors import ConfigError, did_you_mean
 
@@ -33,7 +36,7 @@ def compose_config(overrides: Sequence[str] = (), *, job: str = "ingest") -> Dic
         with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name=job):
             cfg = compose(CONFIG_NAME, overrides=[*overrides, f"job={job}"])
     except (HydraException, OmegaConfBaseException) as exc:
-        raise ConfigError(f"{exc}\nFix the override or the YAML file it names.") from exc
+        raise ConfigError(f"{_explain(exc)}\nFix the override or the YAML file it names.") from exc
     finally:
         GlobalHydra.instance().clear()
     return cfg
@@ -45,12 +48,74 @@ def to_config(cfg: DictConfig | RaylakeConfig) -> RaylakeConfig:
         return cfg
     try:
         obj = OmegaConf.to_object(cfg)
+    except MissingMandatoryValue as exc:
+        key = exc.full_key or "a value"
+        raise ConfigError(f"{key} is required and not set (a `???` in the config): set it in "
+                          f"the YAML or as an override, e.g. {key}=...") from exc
     except OmegaConfBaseException as exc:
-        raise ConfigError(f"{exc}\nSet the missing value (a `???` in the config).") from exc
-    except ValueError as exc:  # a dataclass __post_init__ check
+        raise ConfigError(f"{exc}\nFix the value in the YAML or the override.") from exc
+    except ConfigError:
+        raise  # a dataclass __post_init__ check: its message names key, value and fix
+    except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     assert isinstance(obj, RaylakeConfig)
     return obj
+
+
+def config_of_sections(sections: Mapping[str, Any]) -> RaylakeConfig:
+    """The typed config of a process handed only some sections (a Serve app's args).
+
+    A section given is read over the schema's defaults, as a whole config's would be;
+    every other section is the shipped default config's, which sets the values the
+    schema leaves required (``???``: the example's tables and model names live in YAML).
+    """
+    shipped = compose_config()
+    rest = {k: v for k, v in shipped.items() if k not in sections}
+    base = OmegaConf.structured(RaylakeConfig)
+    try:
+        merged = OmegaConf.merge(base, rest, dict(sections))
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"{_explain(exc)}\nFix the config the app was given.") from exc
+    assert isinstance(merged, DictConfig)
+    return to_config(merged)
+
+
+# OmegaConf's message for a value outside an Enum's members.
+_NOT_A_MEMBER = re.compile(r"Invalid value '(?P<value>.*?)', expected one of \[(?P<choices>.*?)\]"
+                           r"\s*full_key: (?P<key>\S+).*?object_type=(?P<owner>\w+)", re.S)
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    seen: BaseException | None = exc
+    while seen is not None:
+        yield seen
+        seen = seen.__cause__
+
+
+def _explain(exc: BaseException) -> str:
+    """Hydra's message, with the cause it wraps and, for a closed choice, the choices."""
+    text = str(exc)
+    for cause in list(_causes(exc))[1:]:
+        if str(cause) and str(cause) not in text and "$" not in str(cause):
+            text += f"\n{cause}"
+    m = _NOT_A_MEMBER.search(text)
+    if m is None:
+        return text
+    key, value = m["key"], m["value"]
+    choices = [c.strip() for c in m["choices"].split(",")]
+    shown = (["null"] if _is_optional(m["owner"], key.rsplit(".", 1)[-1]) else []) + \
+        [repr(c) for c in choices]
+    return (f"{key}={value!r} is not one of {', '.join(shown)}."
+            f"{did_you_mean(value, choices)}")
+
+
+def _is_optional(owner: str, field: str) -> bool:
+    """Whether ``owner`` (a config dataclass's name) allows None at ``field``."""
+    cls = getattr(schema_module, owner, None)
+    if cls is None:
+        return False
+    hint = typing.get_type_hints(cls).get(field)
+    return typing.get_origin(hint) is typing.Union and type(None) in typing.get_args(hint)
 
 
 def check_overrides(overrides: Sequence[str]) -> None:
@@ -82,12 +147,12 @@ def _check_key(schema: Any, key: str) -> None:
             return
         if OmegaConf.get_type(node) is dict:  # free-form mapping: any key goes
             return
-        if part not in node:
+        keys = [str(k) for k in node.keys()]
+        if part not in keys:  # not `in node`: that is False for a key whose value is `???`
             where = ".".join(seen) or "the top level"
             raise ConfigError(
                 f"Unknown config key '{key}': '{part}' is not a key of {where}."
-                f"{did_you_mean(part, list(node.keys()))} "
-                f"Valid keys there: {', '.join(sorted(node.keys()))}."
+                f"{did_you_mean(part, keys)} Valid keys there: {', '.join(sorted(keys))}."
             )
         seen.append(part)
         node = node._get_node(part)

@@ -17,25 +17,29 @@ import pandas as pd
 import pyarrow as pa
 import ray
 
+from raylake.config.values import parse_duration
 from raylake.errors import ConfigError, did_you_mean
-from raylake.quality.constraints import parse_age
 
 FUNCTIONS = ("mean", "sum", "count", "min", "max")
 
 
 def feature_names(column: str, functions: list[str], window: str) -> list[str]:
+    """The output columns of an aggregation: ``<column>_<function>_<window>``."""
     return [f"{column}_{fn}_{window}" for fn in functions]
 
 
 def compute(lake: Any, name: str, agg: Any, join_keys: list[str], run_id: str) -> dict[str, Any]:
-    from raylake.features.offline import _split
+    """Aggregation ``name`` of ``agg.source`` into ``agg.output_table`` (one overwrite
+    commit, skipped when these inputs were aggregated already); table, versions, rows."""
+    from raylake.features.offline import split_by_keys
     from raylake.lake.commit import add_actions, already_committed, commit_files
 
     for fn in agg.functions:
         if fn not in FUNCTIONS:
             raise ConfigError(f"Aggregation {name!r}: function {fn!r} is unknown."
                               f"{did_you_mean(fn, FUNCTIONS)} Functions: {', '.join(FUNCTIONS)}.")
-    window, step = parse_age(agg.window), parse_age(agg.step)
+    key = f"features.aggregations.{name}"
+    window, step = parse_duration(agg.window, f"{key}.window"), parse_duration(agg.step, f"{key}.step")
     if window < step:
         raise ConfigError(f"Aggregation {name!r}: window {agg.window} is shorter than step {agg.step}.")
     dtab = lake.table(agg.source, agg.source_version)
@@ -50,7 +54,7 @@ def compute(lake: Any, name: str, agg: Any, join_keys: list[str], run_id: str) -
     ds = ray.data.read_delta(dtab.table_uri, version=version, columns=cols,
                              storage_options=lake.storage.delta_options())
     parts = max(2, int(ray.cluster_resources().get("CPU", 2)) * 2)
-    split = [_split.options(num_returns=parts).remote(b, join_keys, parts) for b in ds.to_arrow_refs()]
+    split = [split_by_keys.options(num_returns=parts).remote(b, join_keys, parts) for b in ds.to_arrow_refs()]
     results = ray.get([
         _aggregate_part.remote(lake.storage, agg.output_table, join_keys, agg.timestamp_field,
                                agg.column, list(agg.functions), agg.window, window, step,
@@ -71,7 +75,7 @@ def compute(lake: Any, name: str, agg: Any, join_keys: list[str], run_id: str) -
 @ray.remote(num_cpus=0.5)
 def _aggregate_part(storage, table: str, keys: list[str], ts: str, column: str, functions: list[str],
                     window_label: str, window, step, *parts: pa.Table) -> list[dict]:
-    from raylake.ingest.writer import write_files
+    from raylake.lake.files import file_records, write_files
 
     tables = [t for t in parts if t.num_rows]
     if not tables:
@@ -114,6 +118,4 @@ def _aggregate_part(storage, table: str, keys: list[str], ts: str, column: str, 
     for fn, name in names.items():
         result[name] = frame[fn].astype("int64") if fn == "count" else frame[fn].astype("float64")
     arrow = pa.Table.from_pandas(result, preserve_index=False)
-    return [{"path": f.path, "size": f.size, "stats": json.dumps(f.stats), "rows": f.rows,
-             "schema": arrow.schema.serialize().to_pybytes()}
-            for f in write_files(arrow, storage, table, ())]
+    return file_records(write_files(arrow, storage, table, ()), arrow.schema)

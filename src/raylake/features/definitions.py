@@ -14,14 +14,16 @@ from typing import Any
 
 import pyarrow as pa
 
+from raylake.config.values import parse_duration
 from raylake.errors import ConfigError, FeatureNotFoundError, did_you_mean
 from raylake.features.on_demand import OnDemandFeatureView
-from raylake.ingest.types import TYPES, arrow_type
-from raylake.quality.constraints import parse_age
+from raylake.lake.types import arrow_type, type_name
 
 
 @dataclass(frozen=True)
 class Entity:
+    """An entity (a flight, an airport): the join keys that identify it."""
+
     name: str
     join_keys: tuple[str, ...]
     value_type: str = "string"
@@ -30,6 +32,8 @@ class Entity:
 
 @dataclass(frozen=True)
 class FeatureView:
+    """Features of a lake table, joined on an entity's keys as of an event time."""
+
     name: str
     source: str
     join_keys: tuple[str, ...]
@@ -44,11 +48,14 @@ class FeatureView:
 
     @property
     def feature_names(self) -> list[str]:
+        """The view's feature names, in declared order."""
         return [f for f, _ in self.features]
 
 
 @dataclass
 class Registry:
+    """Resolved definitions: entities, feature views, services and on-demand views by name."""
+
     entities: dict[str, Entity] = field(default_factory=dict)
     views: dict[str, FeatureView] = field(default_factory=dict)
     services: dict[str, list[str]] = field(default_factory=dict)
@@ -59,7 +66,7 @@ class Registry:
         out = {}
         for name, odfv in self.on_demand.items():
             if views is None or name in views:
-                out.update({f: _type_name(t) for f, t in odfv.request})
+                out.update({f: type_name(t) for f, t in odfv.request})
         return out
 
     def key_types(self) -> dict[str, str]:
@@ -67,6 +74,7 @@ class Registry:
         return {k: e.value_type for e in self.entities.values() for k in e.join_keys}
 
     def view(self, name: str) -> FeatureView:
+        """The stored view ``name``; a clear error for an unknown or on-demand name."""
         if name not in self.views:
             known = [*self.views, *self.on_demand]
             kind = " (an on-demand view: it has no stored rows)" if name in self.on_demand else ""
@@ -130,7 +138,7 @@ def resolve(cfg: Any) -> Registry:
         reg.views[name] = FeatureView(
             name=name, source=v.source, join_keys=tuple(keys), features=feats,
             timestamp_field=v.timestamp_field, created_timestamp_column=v.created_timestamp_column,
-            ttl=parse_age(v.ttl) if v.ttl else None, source_version=v.source_version,
+            ttl=_ttl(v.ttl, name), source_version=v.source_version,
             tags=tuple(sorted(v.tags.items())), owner=v.owner, description=v.description,
         )
     for name, o in getattr(cfg, "on_demand_feature_views", {}).items():
@@ -153,8 +161,9 @@ def resolve(cfg: Any) -> Registry:
     return reg
 
 
-def _type_name(t: pa.DataType) -> str:
-    return next((n for n, v in TYPES.items() if v == t), str(t))
+def _ttl(text: str | None, view: str) -> dt.timedelta | None:
+    # A bad ttl names its own key, not a quality constraint's max_age.
+    return parse_duration(text, f"features.feature_views.{view}.ttl") if text else None
 
 
 def check_against_lake(reg: Registry, lake: Any) -> list[dict[str, Any]]:

@@ -5,159 +5,151 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import ray
-from omegaconf import DictConfig, OmegaConf
 
-from raylake.config.loader import to_config
+from raylake.config.schema import RaylakeConfig
 from raylake.errors import ConfigError
 from raylake.features.definitions import check_against_lake, resolve
 from raylake.features.offline import ROW, get_historical_features
+from raylake.features.online.settings import store_settings
 from raylake.lake.commit import add_actions, already_committed, commit_files, write_table
-from raylake.lake.runs import RunRecorder
+from raylake.lake.files import file_records, write_files
+from raylake.lake.selection import parse_selection
 from raylake.lake.tables import Lake
-from raylake.quality.selection import parse_selection
-from raylake.runtime import ensure_ray
+from raylake.runner import JobContext, job
 
 REGISTRY_TABLE = "_feature_registry"
 MATERIALIZATIONS_TABLE = "_materializations"
 
 
-def apply(cfg: DictConfig, *, echo: Any = print) -> dict[str, Any]:
+@job("features-apply", help="check feature definitions against the lake, record them "
+                           "(`raylake features apply`)", ray=False)
+def features_apply(ctx: JobContext) -> dict[str, Any]:
     """``raylake features apply``: definitions checked against the tables, recorded when changed."""
-    conf = to_config(cfg)
-    lake = Lake.from_config(conf.lake)
-    resolved = OmegaConf.to_container(cfg.features, resolve=True) if isinstance(cfg, DictConfig) \
-        else asdict(conf.features)
+    conf, lake, run = ctx.conf, ctx.lake, ctx.record
+    resolved = run.config["features"]  # as the runner resolved and recorded it
     reg = resolve(conf.features)
-    with RunRecorder(lake, "features-apply", {"features": resolved}) as run:
-        checked = check_against_lake(reg, lake)
-        digest = hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:16]
-        changed = not already_committed(lake, REGISTRY_TABLE, f"raylake.features.{digest}", system=True)
-        if changed:
-            row = {"name": conf.features.name, "digest": digest,
-                   "definitions": json.dumps(resolved, sort_keys=True, default=str),
-                   "sources": json.dumps(checked), "run_id": run.run_id}
-            write_table(lake, REGISTRY_TABLE, pa.Table.from_pylist([row]), system=True,
-                        app_id=f"raylake.features.{digest}", run_id=run.run_id, job="features-apply")
-        version = lake.version(REGISTRY_TABLE, system=True)
-        for c in checked:
-            run.add_input(table=c["table"], version=c["version"], view=c["view"])
-        run.add_output(table=REGISTRY_TABLE, version=version, changed=changed)
-    echo(f"features {conf.features.name}: {len(reg.views)} views, {len(reg.services)} services "
-         f"checked against the lake; registry version {version} "
-         f"({'recorded' if changed else 'unchanged'})")
-    return {"run_id": run.run_id, "registry_version": version, "changed": changed, "checked": checked}
+    checked = check_against_lake(reg, lake)
+    digest = hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    changed = not already_committed(lake, REGISTRY_TABLE, f"raylake.features.{digest}", system=True)
+    if changed:
+        row = {"name": conf.features.name, "digest": digest,
+               "definitions": json.dumps(resolved, sort_keys=True, default=str),
+               "sources": json.dumps(checked), "run_id": run.run_id}
+        write_table(lake, REGISTRY_TABLE, pa.Table.from_pylist([row]), system=True,
+                    app_id=f"raylake.features.{digest}", run_id=run.run_id, job="features-apply")
+    version = lake.version(REGISTRY_TABLE, system=True)
+    for c in checked:
+        run.add_input(table=c["table"], version=c["version"], view=c["view"])
+    run.add_output(table=REGISTRY_TABLE, version=version, changed=changed)
+    return {"registry_version": version, "changed": changed, "checked": checked,
+            "summary": f"features {conf.features.name}: {len(reg.views)} views, "
+                       f"{len(reg.services)} services checked against the lake; registry "
+                       f"version {version} ({'recorded' if changed else 'unchanged'})"}
 
 
-def training_set(cfg: DictConfig, *, echo: Any = print) -> dict[str, Any]:
-    """``raylake training-set``: entity rows from a lake table + features as of each row's time."""
-    conf = to_config(cfg)
+def _check_training_set(conf: RaylakeConfig) -> None:
     t = conf.training_set
-    lake = Lake.from_config(conf.lake)
-    ensure_ray(conf.ray)
+    if not (t.feature_service or list(t.features)):
+        raise ConfigError("training_set needs feature_service=<name> or features=[view:feature, ...].")
+
+
+@job("training-set", help="point-in-time correct training set from the feature store into "
+                         "the lake", check=_check_training_set)
+def training_set(ctx: JobContext) -> dict[str, Any]:
+    """``raylake training-set``: entity rows from a lake table + features as of each row's time."""
+    conf, lake, run = ctx.conf, ctx.lake, ctx.record
+    t = conf.training_set
     reg = resolve(conf.features)
     features = t.feature_service or list(t.features)
-    if not features:
-        raise ConfigError("training_set needs feature_service=<name> or features=[view:feature, ...].")
-    resolved_cfg = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else {}
-    with RunRecorder(lake, "training-set", resolved_cfg) as run:
-        dtab = lake.table(t.entity_table, t.entity_version)
-        entity_version = dtab.version()
-        cols = list(dict.fromkeys([*t.entity_columns, t.event_timestamp_column]))
-        entities = ray.data.read_delta(dtab.table_uri, version=entity_version, columns=cols,
-                                       storage_options=lake.storage.delta_options())
-        if t.label:
-            entities = _with_label(entities, t.label_name, t.label, t.drop_null_label)
-        job = get_historical_features(lake, reg, entities, features,
-                                      event_timestamp_column=t.event_timestamp_column,
-                                      full_feature_names=t.full_feature_names,
-                                      broadcast_rows=t.broadcast_rows)
-        inputs = [{"table": t.entity_table, "version": entity_version, "role": "entities"}]
-        inputs += [{"table": v["table"], "version": v["version"], "role": "features",
-                    "view": v["view"]} for v in job.views]
-        app_id = "raylake.training." + hashlib.sha256(json.dumps(
-            [inputs, features, t.label, cols, list(t.drop_columns)], sort_keys=True,
-            default=str).encode()).hexdigest()[:24]
-        for i in inputs:
-            run.add_input(**i)
-        if already_committed(lake, t.output_table, app_id):
-            version, rows, skipped = lake.version(t.output_table), lake.count(t.output_table), True
-        else:
-            columns = [c for c in job.columns if c not in set(t.drop_columns)]
-            files = ray.get([_write_part.remote(ref, lake.storage, t.output_table, columns)
-                             for ref in job.refs])
-            actions = [a for part in files for a in part]
-            schema = _schema(actions, job)
-            version = commit_files(lake, t.output_table, schema, add_actions(actions),
-                                   mode="overwrite", app_id=app_id, run_id=run.run_id,
-                                   job="training-set",
-                                   description=f"training set: {features} on {t.entity_table}")
-            rows, skipped = sum(a["rows"] for a in actions), False
-        run.add_output(table=t.output_table, version=version, rows=rows, skipped=skipped)
-        run.metrics.update(rows=rows, feature_views=job.views, features=features)
-    echo(f"training set {t.output_table}@{version}: {rows:,} rows from {t.entity_table}@"
-         f"{entity_version} + " + ", ".join(f"{v['view']} ({v['table']}@{v['version']})"
-                                           for v in job.views)
-         + (" (already built from these versions)" if skipped else ""))
-    return {"run_id": run.run_id, "version": version, "rows": rows, "views": job.views}
+    dtab = lake.table(t.entity_table, t.entity_version)
+    entity_version = dtab.version()
+    cols = list(dict.fromkeys([*t.entity_columns, t.event_timestamp_column]))
+    entities = ray.data.read_delta(dtab.table_uri, version=entity_version, columns=cols,
+                                   storage_options=lake.storage.delta_options())
+    if t.label:
+        entities = _with_label(entities, t.label_name, t.label, t.drop_null_label)
+    retrieval = get_historical_features(lake, reg, entities, features,
+                                        event_timestamp_column=t.event_timestamp_column,
+                                        full_feature_names=t.full_feature_names,
+                                        broadcast_rows=t.broadcast_rows)
+    inputs = [{"table": t.entity_table, "version": entity_version, "role": "entities"}]
+    inputs += [{"table": v["table"], "version": v["version"], "role": "features",
+                "view": v["view"]} for v in retrieval.views]
+    app_id = "raylake.training." + hashlib.sha256(json.dumps(
+        [inputs, features, t.label, cols, list(t.drop_columns)], sort_keys=True,
+        default=str).encode()).hexdigest()[:24]
+    for i in inputs:
+        run.add_input(**i)
+    if already_committed(lake, t.output_table, app_id):
+        version, rows, skipped = lake.version(t.output_table), lake.count(t.output_table), True
+    else:
+        columns = [c for c in retrieval.columns if c not in set(t.drop_columns)]
+        files = ray.get([_write_part.remote(ref, lake.storage, t.output_table, columns)
+                         for ref in retrieval.refs])
+        actions = [a for part in files for a in part]
+        schema = _schema(actions, retrieval)
+        version = commit_files(lake, t.output_table, schema, add_actions(actions),
+                               mode="overwrite", app_id=app_id, run_id=run.run_id,
+                               job="training-set",
+                               description=f"training set: {features} on {t.entity_table}")
+        rows, skipped = sum(a["rows"] for a in actions), False
+    run.add_output(table=t.output_table, version=version, rows=rows, skipped=skipped)
+    run.metrics.update(rows=rows, feature_views=retrieval.views, features=features)
+    return {"version": version, "rows": rows, "views": retrieval.views,
+            "summary": f"training set {t.output_table}@{version}: {rows:,} rows from "
+                       f"{t.entity_table}@{entity_version} + "
+                       + ", ".join(f"{v['view']} ({v['table']}@{v['version']})"
+                                   for v in retrieval.views)
+                       + (" (already built from these versions)" if skipped else "")}
 
 
-def aggregate(cfg: DictConfig, *, echo: Any = print) -> dict[str, Any]:
+def _check_aggregations(conf: RaylakeConfig) -> None:
+    if not conf.features.aggregations:
+        raise ConfigError(f"features={conf.features.name} declares no aggregations.")
+
+
+@job("aggregate", help="window aggregations (e.g. a carrier's 7-day mean delay) into lake tables",
+     check=_check_aggregations)
+def aggregate(ctx: JobContext) -> dict[str, Any]:
     """``raylake aggregate``: every window aggregation of the feature config into the lake."""
     from raylake.features.aggregate import compute
 
-    conf = to_config(cfg)
-    lake = Lake.from_config(conf.lake)
-    ensure_ray(conf.ray)
+    conf, lake, run = ctx.conf, ctx.lake, ctx.record
     reg = resolve(conf.features)
-    aggs = conf.features.aggregations
-    if not aggs:
-        raise ConfigError(f"features={conf.features.name} declares no aggregations.")
-    resolved_cfg = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else {}
-    with RunRecorder(lake, "aggregate", resolved_cfg) as run:
-        results = {}
-        for name, agg in aggs.items():
-            keys = [k for ent in agg.entities for k in reg.entities[ent].join_keys] \
-                if all(e in reg.entities for e in agg.entities) else None
-            if not keys:
-                raise ConfigError(f"Aggregation {name!r} names unknown entities {list(agg.entities)}; "
-                                  f"defined: {sorted(reg.entities)}.")
-            res = compute(lake, name, agg, keys, run.run_id)
-            results[name] = res
-            run.add_input(table=agg.source, version=res["source_version"], aggregation=name)
-            run.add_output(table=res["table"], version=res["version"], rows=res["rows"],
-                           skipped=res["skipped"])
-    for name, r in results.items():
-        echo(f"aggregation {name}: {r['table']}@{r['version']} ({r['rows']:,} rows"
-             + (", unchanged" if r["skipped"] else "") + ")")
-    return {"run_id": run.run_id, "results": results}
+    results = {}
+    for name, agg in conf.features.aggregations.items():
+        keys = [k for ent in agg.entities for k in reg.entities[ent].join_keys] \
+            if all(e in reg.entities for e in agg.entities) else None
+        if not keys:
+            raise ConfigError(f"Aggregation {name!r} names unknown entities {list(agg.entities)}; "
+                              f"defined: {sorted(reg.entities)}.")
+        res = compute(lake, name, agg, keys, run.run_id)
+        results[name] = res
+        run.add_input(table=agg.source, version=res["source_version"], aggregation=name)
+        run.add_output(table=res["table"], version=res["version"], rows=res["rows"],
+                       skipped=res["skipped"])
+    return {"results": results,
+            "summary": [f"aggregation {name}: {r['table']}@{r['version']} ({r['rows']:,} rows"
+                        + (", unchanged" if r["skipped"] else "") + ")"
+                        for name, r in results.items()]}
 
 
-def store_settings(conf: Any, lake: Lake) -> tuple[str, dict[str, Any]]:
-    o = conf.online
-    if o.type == "sqlite":
-        if not lake.storage.local and not o.path:
-            raise ConfigError("The sqlite online store needs a local online.path when the lake is remote.")
-        return "sqlite", {"path": o.path or f"{lake.root}/_online/online.db"}
-    return o.type, {"host": o.host, "port": o.port, "db": o.db, "prefix": o.prefix}
-
-
-def materialize_job(cfg: DictConfig, *, echo: Any = print, incremental: bool = False) -> dict[str, Any]:
+@job("materialize", help="latest feature values into the online store "
+                        "(materialize.start/end)")
+def materialize(ctx: JobContext, *, incremental: bool = False) -> dict[str, Any]:
     """``raylake materialize materialize.start=... materialize.end=...``, or
     ``raylake materialize-incremental`` (from each view's last end to now)."""
     import datetime as dt
 
-    from raylake.features.online.materialize import materialize
+    from raylake.features.online.materialize import materialize as fill
     from raylake.lake.tables import parse_version_ref
 
-    conf = to_config(cfg)
-    lake = Lake.from_config(conf.lake)
-    ensure_ray(conf.ray)
+    conf, lake, run = ctx.conf, ctx.lake, ctx.record
     reg = resolve(conf.features)
     m = conf.materialize
     end = _when(m.end, parse_version_ref) or dt.datetime.now(dt.timezone.utc)
@@ -167,32 +159,31 @@ def materialize_job(cfg: DictConfig, *, echo: Any = print, incremental: bool = F
         views = [v for v in reg.views if lake.exists(reg.view(v).source)]
         skipped = [v for v in reg.views if v not in views]
     store = store_settings(conf, lake)
-    resolved_cfg = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else {}
-    job = "materialize-incremental" if incremental else "materialize"
-    with RunRecorder(lake, job, resolved_cfg) as run:
-        last = _last_ends(lake) if incremental else {}
-        results = {}
-        for view in views:
-            start = last.get(view) if incremental else _when(m.start, parse_version_ref)
-            results.update(materialize(lake, reg, store, start, end, [view]))
-        rows = [{"view": v, "start": None if incremental and v not in last else str(last.get(v) or m.start),
-                 "end": end.isoformat(), "table": r["table"], "version": r["version"],
-                 "rows": r["rows"], "run_id": run.run_id} for v, r in results.items()]
-        write_table(lake, MATERIALIZATIONS_TABLE, pa.Table.from_pylist(rows), system=True,
-                    run_id=run.run_id, job=job)
-        for v, r in results.items():
-            run.add_input(table=r["table"], version=r["version"], view=v)
-        run.add_output(online_store=store[0], views=results, end=end.isoformat())
-    echo(f"{job} into {store[0]} up to {end.isoformat()}: " + ", ".join(
-        f"{v} {r['rows']:,} rows ({r['table']}@{r['version']})" for v, r in results.items()))
-    for v in skipped:
-        echo(f"  skipped {v}: table {reg.view(v).source!r} is not in the lake "
-             "(aggregation outputs come from `raylake aggregate`)")
-    return {"run_id": run.run_id, "views": results, "end": end, "skipped": skipped}
+    name = ctx.name
+    last = _last_ends(lake) if incremental else {}
+    results = {}
+    for view in views:
+        start = last.get(view) if incremental else _when(m.start, parse_version_ref)
+        results.update(fill(lake, reg, store, start, end, [view]))
+    rows = [{"view": v, "start": None if incremental and v not in last else str(last.get(v) or m.start),
+             "end": end.isoformat(), "table": r["table"], "version": r["version"],
+             "rows": r["rows"], "run_id": run.run_id} for v, r in results.items()]
+    write_table(lake, MATERIALIZATIONS_TABLE, pa.Table.from_pylist(rows), system=True,
+                run_id=run.run_id, job=name)
+    for v, r in results.items():
+        run.add_input(table=r["table"], version=r["version"], view=v)
+    run.add_output(online_store=store[0], views=results, end=end.isoformat())
+    summary = [f"{name} into {store[0]} up to {end.isoformat()}: " + ", ".join(
+        f"{v} {r['rows']:,} rows ({r['table']}@{r['version']})" for v, r in results.items())]
+    summary += [f"  skipped {v}: table {reg.view(v).source!r} is not in the lake "
+                "(aggregation outputs come from `raylake aggregate`)" for v in skipped]
+    return {"views": results, "end": end, "skipped": skipped, "summary": summary}
 
 
-def materialize_incremental(cfg: DictConfig, *, echo: Any = print) -> dict[str, Any]:
-    return materialize_job(cfg, echo=echo, incremental=True)
+@job("materialize-incremental", help="materialize from each view's last end up to now")
+def materialize_incremental(ctx: JobContext) -> dict[str, Any]:
+    """``raylake materialize-incremental``: each view from its last materialized end."""
+    return materialize.spec.fn(ctx, incremental=True)
 
 
 def _when(text: str | None, parse) -> Any:
@@ -231,14 +222,10 @@ def _with_label(ds: ray.data.Dataset, name: str, label: str, drop_null: bool) ->
 
 @ray.remote(num_cpus=0.5)
 def _write_part(block: pa.Table, storage, table: str, columns: list[str]) -> list[dict]:
-    from raylake.ingest.writer import write_files
-
     if not block.num_rows:
         return []
     block = block.sort_by(ROW).select(columns)
-    return [{"path": f.path, "size": f.size, "stats": json.dumps(f.stats), "rows": f.rows,
-             "schema": block.schema.serialize().to_pybytes()}
-            for f in write_files(block, storage, table, ())]
+    return file_records(write_files(block, storage, table, ()), block.schema)
 
 
 def _schema(actions: list[dict], job) -> pa.Schema:
@@ -247,4 +234,33 @@ def _schema(actions: list[dict], job) -> pa.Schema:
     raise ConfigError("The training set has no rows: check the entity table and the label.")
 
 
-__all__ = ["apply", "training_set"]
+
+
+@job("serve-features", help="the HTTP feature server on Ray Serve (Feast's API)", record=False)
+def serve_features(ctx: JobContext, *, blocking: bool = True) -> dict[str, Any]:
+    """``raylake serve-features``: run the feature server until stopped (``blocking``)."""
+    from ray import serve
+
+    from raylake.features.server import build_app
+
+    conf, lake = ctx.conf, ctx.lake
+    fs = conf.feature_server
+    serve.start(http_options={"host": fs.host, "port": fs.port})
+    handle = serve.run(build_app(conf, lake, store_settings(conf, lake)), name="features",
+                       route_prefix="/", blocking=False)
+    ctx.echo(f"feature server on http://{fs.host}:{fs.port} "
+             "(POST /get-online-features, POST /push, GET /health)")
+    _block_while(blocking)
+    return {"handle": handle}
+
+
+def _block_while(blocking: bool) -> None:
+    """A server job's process stays until stopped; tests and `chain` return at once."""
+    import time
+
+    while blocking:
+        time.sleep(3600)
+
+
+__all__ = ["aggregate", "features_apply", "materialize", "materialize_incremental",
+           "serve_features", "training_set"]

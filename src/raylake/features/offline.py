@@ -48,6 +48,7 @@ class RetrievalJob:
     columns: list[str]
 
     def to_arrow(self) -> pa.Table:
+        """All rows in entity order, the requested columns only."""
         tables = [t for t in ray.get(self.refs) if t.num_rows]
         if not tables:
             return pa.table({c: [] for c in self.columns})
@@ -59,9 +60,11 @@ class RetrievalJob:
         return table.select(self.columns)
 
     def to_pandas(self) -> pd.DataFrame:
+        """``to_arrow()`` as a DataFrame."""
         return self.to_arrow().to_pandas()
 
     def to_dataset(self) -> ray.data.Dataset:
+        """The partitions as a Ray Dataset (not in entity order; with the row index column)."""
         return ray.data.from_arrow_refs(self.refs)
 
 
@@ -210,8 +213,8 @@ def _join_views(lake: Any, joins: list[_ViewJoin], blocks: list[ray.ObjectRef], 
             continue
         keys = list(j.view.join_keys)
         feature_refs = _feature_blocks(lake, j)
-        ent_parts = [_split.options(num_returns=parts).remote(b, keys, parts) for b in blocks]
-        feat_parts = [_split.options(num_returns=parts).remote(b, keys, parts) for b in feature_refs]
+        ent_parts = [split_by_keys.options(num_returns=parts).remote(b, keys, parts) for b in blocks]
+        feat_parts = [split_by_keys.options(num_returns=parts).remote(b, keys, parts) for b in feature_refs]
         ent_parts = [p if isinstance(p, list) else [p] for p in ent_parts]
         feat_parts = [p if isinstance(p, list) else [p] for p in feat_parts]
         blocks = [_join.remote(j, ts_col, [e[i] for e in ent_parts], *[f[i] for f in feat_parts])
@@ -257,7 +260,12 @@ def _hash_parts(table: pa.Table, keys: list[str], parts: int) -> np.ndarray:
 
 
 @ray.remote(num_cpus=0.5)
-def _split(block: pa.Table, keys: list[str], parts: int):
+def split_by_keys(block: pa.Table, keys: list[str], parts: int):
+    """A Ray task: ``block`` split into ``parts`` tables by a hash of its ``keys`` columns,
+    so rows with the same keys land in the same part whichever block they come from.
+
+    Call it with ``.options(num_returns=parts)``: one object ref per part (a table, not
+    a list, when ``parts`` is 1)."""
     part = _hash_parts(block, keys, parts)
     out = [block.filter(pa.array(part == i)) for i in range(parts)]
     return out if parts > 1 else out[0]

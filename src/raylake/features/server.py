@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from raylake.errors import FeatureRequestError, RaylakeError
+from raylake.features.online.settings import StoreSettings
 
 # path -> (method, handler). Serve hands each request to `__call__`, which routes it
 # itself: a FastAPI ingress costs the replica about 0.4 ms per request (measured with
@@ -50,7 +51,7 @@ _DUMPS = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", 
 _COLUMN_KEYS = {"values", "statuses", "event_timestamps"}
 
 
-def _encode(result: dict[str, Any]) -> bytes:
+def encode_response(result: dict[str, Any]) -> bytes:
     """Feast's response as JSON, each distinct list encoded once: a view's columns share
     one list of event times (and of statuses when all are present), and encoding those
     again per feature would cost more than the lookup itself."""
@@ -117,18 +118,19 @@ def _epoch(v: Any) -> float:
 # Defined after the helpers: Serve serializes the class when it is decorated.
 @serve.deployment
 class FeatureServer:
-    def __init__(self, features: dict[str, Any], store: tuple[str, dict[str, Any]],
+    """A Serve replica answering Feast's HTTP API from the online store (routes in ``_ROUTES``)."""
+
+    def __init__(self, features: dict[str, Any], store: StoreSettings,
                  lake_root: str, lake_options: dict[str, str], max_batch: int) -> None:
         from omegaconf import OmegaConf
 
         from raylake.config.schema import FeaturesConfig
         from raylake.features.definitions import resolve
-        from raylake.features.online import open_store
         from raylake.lake import Lake, Storage
 
         cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(FeaturesConfig), features))
         self.registry = resolve(cfg)
-        self.store = open_store(store[0], **store[1])
+        self.store = store.open()
         self.lake = Lake(Storage.from_config(lake_root, lake_options))
         self.max_batch = max_batch
         self._types = {**self.registry.key_types(), **self.registry.request_types()}
@@ -145,18 +147,21 @@ class FeatureServer:
         return await getattr(self, route[1])(request)
 
     async def health(self, request: Request) -> Response:
+        """``GET /health``."""
         return JSONResponse({"status": "ok"})
 
     async def get_online_features(self, request: Request) -> Response:
+        """``POST /get-online-features``: Feast's request and response JSON."""
         try:
             result = self._lookup(await _json(request))
-            return Response(_encode(result), media_type="application/json")
+            return Response(encode_response(result), media_type="application/json")
         except BadRequest as exc:
             return JSONResponse({"error": str(exc)}, status_code=exc.status)
         except RaylakeError as exc:  # unknown feature, view or service (404), missing keys (422)
             return JSONResponse({"error": str(exc)}, status_code=_status(exc))
 
     async def push(self, request: Request) -> Response:
+        """``POST /push``: rows to the online store (and the view's table with ``online_and_offline``)."""
         import datetime as dt
 
         import pyarrow as pa
@@ -253,7 +258,7 @@ class FeatureServer:
         write_table(self.lake, view.source, pa.table(cols, schema=schema), job="push")
 
 
-def build_app(conf: Any, lake: Any, store: tuple[str, dict[str, Any]]):
+def build_app(conf: Any, lake: Any, store: StoreSettings):
     """The Serve application with autoscaling and resources from ``conf.feature_server``."""
     from dataclasses import asdict
 
@@ -265,26 +270,3 @@ def build_app(conf: Any, lake: Any, store: tuple[str, dict[str, Any]]):
     )
     return deployment.bind(asdict(conf.features), store, lake.root, dict(lake.storage.options),
                            fs.max_batch)
-
-
-def serve_features(cfg: Any, *, echo: Any = print, blocking: bool = True) -> Any:
-    """``raylake serve-features``: run the feature server until stopped."""
-    from raylake.config.loader import to_config
-    from raylake.features.jobs import store_settings
-    from raylake.lake import Lake
-    from raylake.runtime import ensure_ray
-
-    conf = to_config(cfg)
-    lake = Lake.from_config(conf.lake)
-    ensure_ray(conf.ray)
-    serve.start(http_options={"host": conf.feature_server.host, "port": conf.feature_server.port})
-    handle = serve.run(build_app(conf, lake, store_settings(conf, lake)), name="features",
-                       route_prefix="/", blocking=False)
-    echo(f"feature server on http://{conf.feature_server.host}:{conf.feature_server.port} "
-         "(POST /get-online-features, POST /push, GET /health)")
-    if blocking:
-        import time
-
-        while True:
-            time.sleep(3600)
-    return handle

@@ -21,18 +21,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from raylake.ingest.cast import COLUMN, ERROR, FILE, RAW, ROW
-from raylake.ingest.writer import (
-    RID_BITS,
-    WriteTarget,
-    quarantine_rows,
-    write_files,
-)
+from raylake.ingest.writer import RID_BITS, WriteTarget, quarantine_rows
+from raylake.lake.files import write_files
 
 _RECORD_MASK = (1 << RID_BITS) - 1
 
 
 @dataclass
 class DedupResult:
+    """The data files to commit after duplicates were taken out, and what went to the quarantine."""
+
     data: list[dict]  # data file rows after rewrites
     quarantine: list[dict] = field(default_factory=list)  # new quarantine file rows
     duplicates: int = 0

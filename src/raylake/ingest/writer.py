@@ -13,18 +13,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import urllib.parse
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from raylake.ingest.cast import COLUMN, ERROR, FILE, KEY, RAW, ROW
+from raylake.lake.files import WrittenFile, write_files
 from raylake.lake.storage import Storage
 
 QUARANTINE_SCHEMA = pa.schema(
@@ -60,7 +57,6 @@ KEYS_SCHEMA = pa.schema(
     [("h", pa.uint64()), ("rid", pa.int64()), ("file", pa.int32()), ("pos", pa.int32())]
 )
 
-HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 RID_BITS = 40
 
 
@@ -79,16 +75,6 @@ class WriteTarget:
     profile: bool = False  # profile the good rows in the same pass
     segment_by: str | None = None  # also one profile per value of this column
     fail_after_write: bool = False
-
-
-@dataclass
-class WrittenFile:
-    path: str
-    size: int
-    partition_values: dict[str, str | None]
-    stats: dict
-    rows: int
-    positions: np.ndarray  # block row index of each row in the file, in file order
 
 
 def write_block(block: pa.Table, target: WriteTarget) -> pa.Table:
@@ -171,91 +157,9 @@ def quarantine_rows(rejected: pa.Table, run_id: str, table: str, source_files: S
 
 
 def decode_keys(data: bytes) -> pa.Table:
+    """The ``keys`` payload of a write task (Arrow IPC of ``KEYS_SCHEMA``) as a table."""
     with pa.ipc.open_stream(data) as reader:
         return reader.read_all()
-
-
-def write_files(table: pa.Table, storage: Storage, folder: str,
-                partition_by: Sequence[str]) -> list[WrittenFile]:
-    """Write ``table`` under ``folder`` (hive-partitioned), one file per partition.
-
-    Rows keep their order inside each file, so a row's position is known and a
-    file can later be rewritten without one of them.
-    """
-    fs, root = storage.filesystem()
-    base = f"{root.rstrip('/')}/{folder}"
-    if partition_by:
-        frame = table.select(list(partition_by)).to_pandas()
-        groups = frame.groupby(list(partition_by), dropna=False, sort=True).indices
-        data = table.drop_columns(list(partition_by))
-        parts = []
-        for key, idx in groups.items():
-            values = key if isinstance(key, tuple) else (key,)
-            pv = {c: _partition_text(v) for c, v in zip(partition_by, values)}
-            parts.append((pv, np.asarray(idx)))
-    else:
-        data = table
-        parts = [({}, np.arange(table.num_rows))]
-    out = []
-    for pv, idx in parts:
-        subdir = "/".join(
-            f"{c}={urllib.parse.quote(HIVE_NULL if v is None else v, safe='')}" for c, v in pv.items()
-        )
-        rel = f"{subdir}/part-{uuid.uuid4().hex}.parquet" if subdir else f"part-{uuid.uuid4().hex}.parquet"
-        chunk = data if len(idx) == table.num_rows and not partition_by else data.take(pa.array(idx))
-        full = f"{base}/{rel}"
-        fs.create_dir(full.rsplit("/", 1)[0], recursive=True)
-        with fs.open_output_stream(full) as sink:
-            pq.write_table(chunk, sink, compression="snappy")
-        size = fs.get_file_info(full).size
-        out.append(WrittenFile(rel, size, pv, file_stats(chunk), chunk.num_rows, idx))
-    return out
-
-
-def file_stats(table: pa.Table) -> dict:
-    """Delta file statistics: numRecords, nullCount, and min/max where exact."""
-    nulls: dict[str, int] = {}
-    mins: dict[str, object] = {}
-    maxs: dict[str, object] = {}
-    for name, col in zip(table.column_names, table.columns):
-        nulls[name] = col.null_count
-        t = col.type
-        if col.null_count == len(col) or not (
-            pa.types.is_integer(t) or pa.types.is_string(t) or pa.types.is_date(t)
-            or pa.types.is_timestamp(t)
-        ):
-            continue
-        mm = pc.min_max(col)
-        lo, hi = _stat_value(mm["min"].as_py(), t), _stat_value(mm["max"].as_py(), t)
-        if lo is not None and hi is not None:
-            mins[name], maxs[name] = lo, hi
-    return {"numRecords": table.num_rows, "minValues": mins, "maxValues": maxs, "nullCount": nulls}
-
-
-def _stat_value(value, t: pa.DataType):
-    if pa.types.is_timestamp(t):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.timezone.utc)
-        value = value.astimezone(dt.timezone.utc)
-        if value.microsecond % 1000:
-            return None  # Delta stats carry milliseconds; a truncated max would skip rows
-        text = value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}"
-        return text + "Z" if t.tz else text
-    if pa.types.is_date(t):
-        return value.isoformat()
-    return value
-
-
-def _partition_text(value) -> str | None:
-    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NaT:
-        return None
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    if isinstance(value, (bool, np.bool_)):
-        return str(bool(value)).lower()
-    if isinstance(value, (np.integer,)):
-        return str(int(value))
-    return str(value)
 
 
 def _result(kind: str, f: WrittenFile, node: str) -> dict:

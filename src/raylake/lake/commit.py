@@ -38,7 +38,7 @@ def commit_properties(app_id: str | None, run_id: str | None, job: str | None,
     )
 
 
-def add_actions(files: Sequence[dict]) -> list[AddAction]:
+def add_actions(files: Sequence[dict[str, Any]]) -> list[AddAction]:
     """Delta add actions for files written by workers: dicts with path, size, stats
     (Delta statistics JSON) and optionally partition_values (JSON or a dict)."""
     now = int(time.time() * 1000)
@@ -117,7 +117,7 @@ def commit_files(
                 continue
         dtab = lake.table(name, system=system)
         if mode == "append":
-            check_schema(name, dtab.schema().to_arrow(), schema)  # type: ignore[arg-type]
+            check_schema(name, dtab.schema().to_arrow(), schema)
         try:
             dtab.create_write_transaction(
                 list(actions),
@@ -182,10 +182,10 @@ def write_table(
 
     uri = lake.uri(name, system=system)
     try:
-        write_deltalake(
+        write_deltalake(  # type: ignore[call-overload]  # mode: a str, checked by deltalake
             uri,
             data,
-            mode=mode,  # type: ignore[arg-type]
+            mode=mode,
             partition_by=list(partition_by) or None,
             storage_options=lake.storage.delta_options(),
             commit_properties=commit_properties(app_id, run_id, job),

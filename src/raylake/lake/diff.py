@@ -40,8 +40,8 @@ def diff_versions(lake: Lake, name: str, v1: VersionRef, v2: VersionRef, sample:
     old = lake.table(name, v1)
     new = lake.table(name, v2)
     result = TableDiff(name, old.version(), new.version())
-    old_schema: pa.Schema = old.schema().to_arrow()  # type: ignore[assignment]
-    new_schema: pa.Schema = new.schema().to_arrow()  # type: ignore[assignment]
+    old_schema: pa.Schema = old.schema().to_arrow()
+    new_schema: pa.Schema = new.schema().to_arrow()
     old_types = {f.name: f.type for f in old_schema}
     new_types = {f.name: f.type for f in new_schema}
     result.added_columns = [c for c in new_types if c not in old_types]
@@ -69,7 +69,7 @@ def _files(dtab: DeltaTable) -> set[str]:
     return set(actions.column("path").to_pylist()) if actions.num_rows else set()
 
 
-def _read_files(dtab: DeltaTable, paths: set[str], columns: list[str], fs) -> pd.DataFrame:
+def _read_files(dtab: DeltaTable, paths: set[str], columns: list[str], fs: Any) -> pd.DataFrame:
     if not paths:
         return pd.DataFrame({c: [] for c in columns})
     dataset = dtab.to_pyarrow_dataset(filesystem=fs)
@@ -93,7 +93,7 @@ def _multiset_difference(new: pd.DataFrame, old: pd.DataFrame) -> tuple[pd.DataF
 
 def _unmatched(mine: np.ndarray, theirs: np.ndarray) -> np.ndarray:
     # The k-th occurrence of a row is matched when the other side has >= k copies.
-    occurrence = pd.Series(mine).groupby(mine).cumcount().to_numpy()
+    occurrence: np.ndarray = pd.Series(mine).groupby(mine).cumcount().to_numpy()
     keys, counts = np.unique(theirs, return_counts=True)
     idx = np.searchsorted(keys, mine)
     idx_clipped = np.minimum(idx, len(keys) - 1)

@@ -65,7 +65,8 @@ def filesystem_for(uri: str, options: dict[str, str] | None = None) -> tuple[paf
                 if endpoint.startswith("http://"):
                     kwargs["scheme"] = "http"
             path = uri.split("://", 1)[1]
-            return pafs.S3FileSystem(**kwargs), path  # type: ignore[arg-type]
-        return pafs.FileSystem.from_uri(uri)
+            return pafs.S3FileSystem(**kwargs), path
+        fs, path = pafs.FileSystem.from_uri(uri)
+        return fs, path
     except Exception as exc:  # pyarrow raises bare ArrowInvalid/OSError here
         raise LakeError(f"Cannot open storage {uri!r}: {exc}. Check the URI and credentials.") from exc

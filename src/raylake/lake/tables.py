@@ -130,7 +130,7 @@ class Lake:
         fs, root = self.storage.filesystem()
         return pafs.SubTreeFileSystem(f"{root}/{validate_table_name(name, system=system)}", fs)
 
-    def dataset(self, name: str, version: VersionRef = None, *, system: bool = False):
+    def dataset(self, name: str, version: VersionRef = None, *, system: bool = False) -> Any:
         """A pyarrow dataset over a table version (lazy; nothing read yet)."""
         dtab = self.table(name, version, system=system)
         return dtab.to_pyarrow_dataset(filesystem=self.arrow_filesystem(name, system=system))
@@ -141,7 +141,8 @@ class Lake:
     def count(self, name: str, version: VersionRef = None) -> int:
         dtab = self.table(name, version)
         actions = dtab.get_add_actions(flatten=True)
-        records = actions.column("num_records").to_pylist() if actions.num_rows else []
+        records: list[Any] = (list(actions.column("num_records").to_pylist())
+                              if actions.num_rows else [])
         if all(r is not None for r in records):
             return int(sum(records))
         return dtab.count()

@@ -1,13 +1,14 @@
-"""The model registry: versioned models in the lake, with lineage and stages.
+"""The model registry: versioned models in the lake, with lineage and stages; the
+flavor registry (:mod:`raylake.models.flavors`) that saves, loads and scores each kind
+of model; and :class:`~raylake.models.spec.FeatureSpec`, a model's input contract.
 
-torch and xgboost are imported only when a model of their flavor is saved or
-loaded (and ``TabularMLP`` only when asked for), so importing this package is
-cheap.
+torch and xgboost are imported only when a model of their flavor is saved, loaded or
+scored (and ``TabularMLP`` only when asked for), so importing this package is cheap.
 """
 
 from typing import Any
 
-from raylake.models.flavors import FLAVORS
+from raylake.models.flavors import Flavor, flavor_names, get_flavor, register_flavor
 from raylake.models.registry import (
     STAGES,
     ModelRegistry,
@@ -17,12 +18,15 @@ from raylake.models.registry import (
 )
 
 __all__ = [
-    "FLAVORS",
     "STAGES",
+    "Flavor",
     "ModelRegistry",
     "ModelVersion",
     "TabularMLP",
+    "flavor_names",
+    "get_flavor",
     "parse_model_ref",
+    "register_flavor",
     "validate_model_name",
 ]
 

@@ -26,7 +26,7 @@ from raylake.errors import (
     did_you_mean,
 )
 from raylake.lake.tables import Lake
-from raylake.models import flavors
+from raylake.models.flavors import get_flavor
 from raylake.models.store import ModelStore, sha256_hex
 
 STAGES = ("candidate", "champion", "archived")
@@ -128,7 +128,7 @@ class ModelRegistry:
     ) -> ModelVersion:
         """Store ``model`` as the next version of ``name`` (a ``candidate``)."""
         validate_model_name(name)
-        flavors.check_flavor(flavor)
+        kind = get_flavor(flavor)
         meta = {
             "features": _check_features(name, features),
             "training": _check_training(name, training),
@@ -136,7 +136,7 @@ class ModelRegistry:
             "metrics": _plain_json(name, "metrics", metrics),
             "preprocessing": _plain_json(name, "preprocessing", preprocessing or {}),
         }
-        saved = flavors.save_model(flavor, model)
+        saved = kind.save(model)
         artifact, sha = self.store.write_artifact(name, saved.data, saved.extension)
         now = _now()
 
@@ -223,7 +223,7 @@ class ModelRegistry:
                 "do not use it. Restore it from a backup or register the model again"
                 + (f" from run {mv.run_id}." if mv.run_id else ".")
             )
-        return mv, flavors.load_model(mv.flavor, data, mv.flavor_info)
+        return mv, get_flavor(mv.flavor).load(data, mv.flavor_info)
 
     def list(self, name: str | None = None) -> list[ModelVersion]:
         """Every version (of ``name``, or of all models), by name then version."""

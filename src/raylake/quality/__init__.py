@@ -2,6 +2,5 @@
 
 from raylake.quality.drift import ColumnDrift, DriftReport, compare
 from raylake.quality.profile import ColumnSummary, Profile
-from raylake.quality.selection import parse_selection
 
-__all__ = ["ColumnDrift", "ColumnSummary", "DriftReport", "Profile", "compare", "parse_selection"]
+__all__ = ["ColumnDrift", "ColumnSummary", "DriftReport", "Profile", "compare"]

@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from raylake.config.values import parse_duration
 from raylake.errors import ConfigError, did_you_mean
 
 ROW_CHECKS = ("not_null", "range", "in_set", "regex", "rule", "reference")
@@ -41,6 +42,8 @@ _NEEDS = {
 
 @dataclass(frozen=True)
 class Constraint:
+    """One declared constraint of a table, checked when it is loaded (see the module doc)."""
+
     name: str
     check: str
     policy: str = "warn"
@@ -59,10 +62,12 @@ class Constraint:
 
     @property
     def row_level(self) -> bool:
+        """True for checks run on every row (during ingestion), False for table checks."""
         return self.check in ROW_CHECKS
 
     @classmethod
     def from_config(cls, c: Any, table: str) -> Constraint:
+        """A constraint from config; errors name the constraint, the table and the fix."""
         where = f"constraint {c.name!r} of table {table!r}"
         if c.check not in ROW_CHECKS + TABLE_CHECKS:
             raise ConfigError(
@@ -85,11 +90,11 @@ class Constraint:
             except re.error as exc:
                 raise ConfigError(f"{where}: pattern {c.pattern!r} is not a regex: {exc}") from exc
         if c.check == "rule":
-            from raylake.quality.selection import parse_selection
+            from raylake.lake.selection import parse_selection
 
             parse_selection(c.expr)  # fail at load, not in a worker
         if c.check == "freshness":
-            parse_age(c.max_age)
+            parse_duration(c.max_age, f"{where}: max_age")
         return cls(
             name=c.name, check=c.check, policy=c.policy, column=c.column,
             columns=tuple(c.columns), min=c.min, max=c.max, values=tuple(c.values),
@@ -99,16 +104,9 @@ class Constraint:
 
 
 def constraints_for(quality_cfg: Any, table: str) -> list[Constraint]:
+    """The constraints ``quality.tables.<table>`` declares (none without quality config)."""
     tq = quality_cfg.tables.get(table) if quality_cfg is not None else None
     return [Constraint.from_config(c, table) for c in (tq.constraints if tq else [])]
-
-
-def parse_age(text: str) -> dt.timedelta:
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text or "")
-    if not m:
-        raise ConfigError(f"max_age {text!r} is not a duration; write e.g. 90m, 36h, 7d or 2w.")
-    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[m.group(2)]
-    return dt.timedelta(**{unit: float(m.group(1))})
 
 
 # -- row checks ----------------------------------------------------------------
@@ -122,7 +120,7 @@ def row_violations(table: pa.Table, constraints: Sequence[Constraint],
         if not c.row_level:
             continue
         if c.check == "rule":
-            from raylake.quality.selection import parse_selection
+            from raylake.lake.selection import parse_selection
 
             holds = pc.fill_null(_evaluate(table, parse_selection(c.expr)), True)
             out[c.name] = ~holds.to_numpy(zero_copy_only=False)
@@ -172,6 +170,7 @@ def reference_sets(lake: Any, constraints: Sequence[Constraint]) -> dict[str, pa
 
 
 def describe(c: Constraint) -> str:
+    """What a violating row of a row check is, in words (for messages and reports)."""
     if c.check == "range":
         return f"{c.column} outside [{c.min}, {c.max}]"
     if c.check == "in_set":
@@ -190,6 +189,8 @@ def describe(c: Constraint) -> str:
 
 @dataclass
 class CheckResult:
+    """The outcome of one constraint over a table or a run's rows."""
+
     name: str
     check: str
     policy: str
@@ -200,6 +201,7 @@ class CheckResult:
     sample: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as a plain dict (run records, reports)."""
         return dict(self.__dict__)
 
 
@@ -226,7 +228,8 @@ def table_check(c: Constraint, *, rows: int, profile: Any = None, duplicates: in
         as_of = _as_of(c, now)
         newest = dt.datetime.fromtimestamp(s.max, dt.timezone.utc) if s.max is not None else None
         res.observed = newest.isoformat() if newest else None
-        res.passed = newest is not None and as_of - newest <= parse_age(c.max_age)
+        max_age = parse_duration(c.max_age, f"constraint {c.name!r}: max_age")
+        res.passed = newest is not None and as_of - newest <= max_age
         res.message = f"newest {c.column} {res.observed}; as of {as_of.isoformat()}, max age {c.max_age}"
     elif c.check == "distribution":
         s = profile.summary(c.column)
@@ -247,12 +250,14 @@ def _as_of(c: Constraint, now: dt.datetime | None) -> dt.datetime:
 
 
 def row_result(c: Constraint, violations: int, rows: int, sample: list[dict] | None = None) -> CheckResult:
+    """The result of a row check from its violation count."""
     return CheckResult(c.name, c.check, c.policy, violations == 0, violations,
                        round(violations / rows, 6) if rows else 0.0,
                        f"{violations:,} of {rows:,} rows: {describe(c)}", sample or [])
 
 
 def raw_json(rows: list[dict[str, Any]]) -> list[str]:
+    """Each row as JSON text (the quarantine's ``raw`` column)."""
     return [json.dumps(r, default=str) for r in rows]
 
 

@@ -2,32 +2,38 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import ray
-from omegaconf import DictConfig, OmegaConf
 
-from raylake.config.loader import to_config
 from raylake.config.schema import RaylakeConfig
 from raylake.errors import ConfigError
-from raylake.lake.runs import RunRecorder
+from raylake.lake.selection import parse_selection
 from raylake.lake.tables import Lake
 from raylake.quality.drift import DriftReport, compare
 from raylake.quality.profile import Profile
 from raylake.quality.profiler import WHOLE, profile_dataset
-from raylake.quality.selection import parse_selection
 from raylake.quality.store import save_profiles
-from raylake.runtime import ensure_ray
+from raylake.runner import JobContext, job
 
 
-def _setup(cfg: DictConfig | RaylakeConfig, job: str) -> tuple[RaylakeConfig, dict, Lake]:
-    conf = to_config(cfg)
-    resolved = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else {}
-    if not conf.table:
-        raise ConfigError(f"The {job} job needs a table: add table=<name> (see `raylake lake list`).")
-    lake = Lake.from_config(conf.lake)
-    ensure_ray(conf.ray)
-    return conf, resolved, lake
+def _needs_table(name: str) -> Callable[[RaylakeConfig], None]:
+    def check(conf: RaylakeConfig) -> None:
+        if not conf.table:
+            raise ConfigError(f"The {name} job needs a table: add table=<name> "
+                              "(see `raylake lake list`).")
+    return check
+
+
+def _check_drift(conf: RaylakeConfig) -> None:
+    _needs_table("drift")(conf)
+    d = conf.drift
+    if not (d.reference or d.reference_version) or not (d.current or d.current_version):
+        raise ConfigError(
+            "drift needs a reference and a current side: drift.reference=\"<selection>\" and/or "
+            "drift.reference_version=<version|tag>, and the same for drift.current."
+        )
 
 
 def table_dataset(lake: Lake, table: str, version: Any = None) -> tuple[ray.data.Dataset, int]:
@@ -48,50 +54,46 @@ def profile_table(lake: Lake, table: str, version: Any, conf: RaylakeConfig,
     return profiles, resolved
 
 
-def profile(cfg: DictConfig, *, echo: Any = print) -> dict[str, Any]:
+@job("profile", help="profile a table version with whylogs actors", check=_needs_table("profile"))
+def profile(ctx: JobContext) -> dict[str, Any]:
     """``raylake profile table=T [version=V] [profile.segment_by=C]``: store the profile."""
-    conf, resolved_cfg, lake = _setup(cfg, "profile")
-    with RunRecorder(lake, "profile", resolved_cfg) as run:
-        whole, version = profile_table(lake, conf.table, conf.version, conf)
-        save_profiles(lake, conf.table, version, whole, run_id=run.run_id)
-        run.add_input(table=conf.table, version=version)
-        seg = conf.profile.segment_by
-        if seg:
-            parts, _ = profile_table(lake, conf.table, version, conf, segment_by=seg)
-            save_profiles(lake, conf.table, version, parts, segment_column=seg, run_id=run.run_id)
-            run.metrics["segments"] = {k: p.rows for k, p in parts.items()}
-        prof = whole[WHOLE]
-        run.add_output(table="_profiles", table_profiled=conf.table, version=version, rows=prof.rows)
-        run.metrics["rows"] = prof.rows
-        run.metrics["nulls"] = {c: prof.summary(c).nulls for c in prof.columns}
-    echo(f"profiled {conf.table}@{version}: {prof.rows:,} rows, {len(prof.columns)} columns "
-         f"(run {run.run_id})")
-    return {"run_id": run.run_id, "version": version, "profile": prof}
+    conf, lake, run = ctx.conf, ctx.lake, ctx.record
+    assert conf.table
+    whole, version = profile_table(lake, conf.table, conf.version, conf)
+    save_profiles(lake, conf.table, version, whole, run_id=run.run_id)
+    run.add_input(table=conf.table, version=version)
+    seg = conf.profile.segment_by
+    if seg:
+        parts, _ = profile_table(lake, conf.table, version, conf, segment_by=seg)
+        save_profiles(lake, conf.table, version, parts, segment_column=seg, run_id=run.run_id)
+        run.metrics["segments"] = {k: p.rows for k, p in parts.items()}
+    prof = whole[WHOLE]
+    run.add_output(table="_profiles", table_profiled=conf.table, version=version, rows=prof.rows)
+    run.metrics["rows"] = prof.rows
+    run.metrics["nulls"] = {c: prof.summary(c).nulls for c in prof.columns}
+    return {"version": version, "profile": prof,
+            "summary": f"profiled {conf.table}@{version}: {prof.rows:,} rows, "
+                       f"{len(prof.columns)} columns (run {run.run_id})"}
 
 
-def drift(cfg: DictConfig, *, echo: Any = print) -> dict[str, Any]:
+@job("drift", help="compare two selections or versions of a table", check=_check_drift)
+def drift(ctx: JobContext) -> dict[str, Any]:
     """``raylake drift table=T drift.reference="month in [1]" drift.current="month in [7]"``."""
-    conf, resolved_cfg, lake = _setup(cfg, "drift")
+    conf, lake, run = ctx.conf, ctx.lake, ctx.record
+    assert conf.table
     d = conf.drift
-    if not (d.reference or d.reference_version) or not (d.current or d.current_version):
-        raise ConfigError(
-            "drift needs a reference and a current side: drift.reference=\"<selection>\" and/or "
-            "drift.reference_version=<version|tag>, and the same for drift.current."
-        )
-    with RunRecorder(lake, "drift", resolved_cfg) as run:
-        ref, ref_v = profile_table(lake, conf.table, d.reference_version or conf.version, conf,
-                                   selection=d.reference)
-        cur, cur_v = profile_table(lake, conf.table, d.current_version or conf.version, conf,
-                                   selection=d.current)
-        thresholds = {c: {k: v for k, v in t.__dict__.items() if v is not None}
-                      for c, t in d.thresholds.items()}
-        report = compare(ref[WHOLE], cur[WHOLE], columns=list(d.columns) or None,
-                         thresholds=thresholds, dataset_share=d.dataset_share)
-        run.add_input(table=conf.table, version=ref_v, selection=d.reference, side="reference")
-        run.add_input(table=conf.table, version=cur_v, selection=d.current, side="current")
-        run.metrics["drift"] = report.to_dict()
-    echo(_drift_text(conf.table, report))
-    return {"run_id": run.run_id, "report": report}
+    ref, ref_v = profile_table(lake, conf.table, d.reference_version or conf.version, conf,
+                               selection=d.reference)
+    cur, cur_v = profile_table(lake, conf.table, d.current_version or conf.version, conf,
+                               selection=d.current)
+    thresholds = {c: {k: v for k, v in t.__dict__.items() if v is not None}
+                  for c, t in d.thresholds.items()}
+    report = compare(ref[WHOLE], cur[WHOLE], columns=list(d.columns) or None,
+                     thresholds=thresholds, dataset_share=d.dataset_share)
+    run.add_input(table=conf.table, version=ref_v, selection=d.reference, side="reference")
+    run.add_input(table=conf.table, version=cur_v, selection=d.current, side="current")
+    run.metrics["drift"] = report.to_dict()
+    return {"report": report, "summary": _drift_text(conf.table, report)}
 
 
 def _drift_text(table: str, report: DriftReport) -> str:
@@ -106,32 +108,41 @@ def _drift_text(table: str, report: DriftReport) -> str:
     return "\n".join(lines)
 
 
-def validate(cfg: DictConfig, *, echo: Any = print) -> dict[str, Any]:
+def _check_validate(conf: RaylakeConfig) -> None:
+    from raylake.quality.constraints import constraints_for
+
+    _needs_table("validate")(conf)
+    assert conf.table
+    if not constraints_for(conf.quality, conf.table):
+        raise ConfigError(
+            f"No constraints are declared for table {conf.table!r} in quality={conf.quality.name}; "
+            f"declare them under quality.tables.{conf.table}.constraints (conf/quality/)."
+        )
+
+
+@job("validate", help="check a table version against its constraints", check=_check_validate)
+def validate(ctx: JobContext) -> dict[str, Any]:
     """``raylake validate table=T [version=V]``: every declared constraint on one version."""
     from raylake.errors import ValidationError
     from raylake.quality.constraints import constraints_for
     from raylake.quality.validate import validate_version
 
-    conf, resolved_cfg, lake = _setup(cfg, "validate")
+    conf, lake, run = ctx.conf, ctx.lake, ctx.record
+    assert conf.table
     constraints = constraints_for(conf.quality, conf.table)
-    if not constraints:
-        raise ConfigError(
-            f"No constraints are declared for table {conf.table!r} in quality={conf.quality.name}; "
-            f"declare them under quality.tables.{conf.table}.constraints (conf/quality/)."
+    results, version, rows = validate_version(lake, conf.table, conf.version, constraints, conf)
+    run.add_input(table=conf.table, version=version, rows=rows)
+    run.metrics["constraints"] = [r.to_dict() for r in results]
+    failed = [r for r in results if not r.passed and r.policy == "fail"]
+    run.metrics["passed"] = not failed
+    # Printed before a failure is raised: the table of results is what the user needs.
+    ctx.echo(_validate_text(conf.table, version, rows, results))
+    if failed:
+        raise ValidationError(
+            f"{conf.table}@{version} breaks {len(failed)} constraint(s) with policy fail: "
+            + "; ".join(f"{r.name} ({r.message})" for r in failed)
         )
-    with RunRecorder(lake, "validate", resolved_cfg) as run:
-        results, version, rows = validate_version(lake, conf.table, conf.version, constraints, conf)
-        run.add_input(table=conf.table, version=version, rows=rows)
-        run.metrics["constraints"] = [r.to_dict() for r in results]
-        failed = [r for r in results if not r.passed and r.policy == "fail"]
-        run.metrics["passed"] = not failed
-        echo(_validate_text(conf.table, version, rows, results))
-        if failed:
-            raise ValidationError(
-                f"{conf.table}@{version} breaks {len(failed)} constraint(s) with policy fail: "
-                + "; ".join(f"{r.name} ({r.message})" for r in failed)
-            )
-    return {"run_id": run.run_id, "version": version, "rows": rows, "results": results}
+    return {"version": version, "rows": rows, "results": results}
 
 
 def _validate_text(table: str, version: int, rows: int, results: list) -> str:
@@ -142,7 +153,9 @@ def _validate_text(table: str, version: int, rows: int, results: list) -> str:
     return "\n".join(lines)
 
 
-def quality_report(cfg: DictConfig, *, echo: Any = print) -> dict[str, Any]:
+@job("quality-report", help="JSON + HTML report: summaries, constraints, drift "
+                           "(`raylake quality report`)", check=_needs_table("quality report"))
+def quality_report(ctx: JobContext) -> dict[str, Any]:
     """``raylake quality report table=T [version=V]``: JSON + HTML with summaries,
     constraint results and drift (the configured selections or versions, else the
     previous version's stored profile against this one)."""
@@ -150,43 +163,53 @@ def quality_report(cfg: DictConfig, *, echo: Any = print) -> dict[str, Any]:
 
     from raylake.quality.constraints import constraints_for
     from raylake.quality.report import build_report, write_report
-    from raylake.quality.store import load_profile, stored_versions
     from raylake.quality.validate import validate_version
 
-    conf, resolved_cfg, lake = _setup(cfg, "quality report")
-    with RunRecorder(lake, "quality-report", resolved_cfg) as run:
-        profiles, version = profile_table(lake, conf.table, conf.version, conf)
-        prof = profiles[WHOLE]
-        constraints = constraints_for(conf.quality, conf.table)
-        checks = [r.to_dict() for r in validate_version(lake, conf.table, version, constraints, conf)[0]] \
-            if constraints else []
+    conf, lake, run = ctx.conf, ctx.lake, ctx.record
+    assert conf.table
+    profiles, version = profile_table(lake, conf.table, conf.version, conf)
+    prof = profiles[WHOLE]
+    constraints = constraints_for(conf.quality, conf.table)
+    checks = [r.to_dict() for r in validate_version(lake, conf.table, version, constraints,
+                                                    conf)[0]] if constraints else []
+    ref, cur, sides = _drift_sides(lake, conf, version, prof)
+    drift_report = None
+    if ref is not None and cur is not None and ref.rows and cur.rows:
         d = conf.drift
-        drift_report = ref = cur = None
-        sides: dict[str, str] = {}
-        if d.reference or d.reference_version:
-            ref = profile_table(lake, conf.table, d.reference_version or version, conf,
-                                selection=d.reference)[0][WHOLE]
-            cur = profile_table(lake, conf.table, d.current_version or version, conf,
-                                selection=d.current)[0][WHOLE] if (d.current or d.current_version) else prof
-            sides = {"reference": d.reference or f"version {d.reference_version}",
-                     "current": d.current or f"version {d.current_version or version}"}
-        else:
-            earlier = [v for v in stored_versions(lake, conf.table) if v < version]
-            if earlier:
-                ref, cur = load_profile(lake, conf.table, [earlier[-1]]), prof
-                sides = {"reference": f"version {earlier[-1]}", "current": f"version {version}"}
-        if ref is not None and cur is not None and ref.rows and cur.rows:
-            thresholds = {c: {k: v for k, v in t.__dict__.items() if v is not None}
-                          for c, t in d.thresholds.items()}
-            drift_report = compare(ref, cur, columns=list(d.columns) or None, thresholds=thresholds,
-                                   dataset_share=d.dataset_share)
-        report = build_report(conf.table, version, prof, checks, drift_report, ref, cur, sides)
-        base = Path(conf.output_dir) if conf.output_dir else Path(lake.root) / "_reports"
-        if "://" in str(base):
-            raise ConfigError(f"output_dir={base} must be a local folder for reports.")
-        js, page = write_report(report, base / f"{conf.table.replace('/', '_')}@{version}")
-        run.add_input(table=conf.table, version=version)
-        run.add_output(report_json=str(js), report_html=str(page))
-        run.metrics["rows"] = prof.rows
-    echo(f"quality report of {conf.table}@{version}: {page}\n  json: {js}")
-    return {"run_id": run.run_id, "json": js, "html": page, "report": report}
+        thresholds = {c: {k: v for k, v in t.__dict__.items() if v is not None}
+                      for c, t in d.thresholds.items()}
+        drift_report = compare(ref, cur, columns=list(d.columns) or None, thresholds=thresholds,
+                               dataset_share=d.dataset_share)
+    report = build_report(conf.table, version, prof, checks, drift_report, ref, cur, sides)
+    base = Path(conf.output_dir) if conf.output_dir else Path(lake.root) / "_reports"
+    if "://" in str(base):
+        raise ConfigError(f"output_dir={base} must be a local folder for reports.")
+    js, page = write_report(report, base / f"{conf.table.replace('/', '_')}@{version}")
+    run.add_input(table=conf.table, version=version)
+    run.add_output(report_json=str(js), report_html=str(page))
+    run.metrics["rows"] = prof.rows
+    return {"json": js, "html": page, "report": report,
+            "summary": f"quality report of {conf.table}@{version}: {page}\n  json: {js}"}
+
+
+def _drift_sides(lake: Lake, conf: RaylakeConfig, version: int,
+                 prof: Profile) -> tuple[Profile | None, Profile | None, dict[str, str]]:
+    """The reference and current profiles of the report's drift section: the configured
+    selections or versions, else the previous version's stored profile against this one."""
+    from raylake.quality.store import load_profile, stored_versions
+
+    assert conf.table
+    d = conf.drift
+    if d.reference or d.reference_version:
+        ref = profile_table(lake, conf.table, d.reference_version or version, conf,
+                            selection=d.reference)[0][WHOLE]
+        cur = profile_table(lake, conf.table, d.current_version or version, conf,
+                            selection=d.current)[0][WHOLE] if (d.current or d.current_version) \
+            else prof
+        return ref, cur, {"reference": d.reference or f"version {d.reference_version}",
+                          "current": d.current or f"version {d.current_version or version}"}
+    earlier = [v for v in stored_versions(lake, conf.table) if v < version]
+    if earlier:
+        return (load_profile(lake, conf.table, [earlier[-1]]), prof,
+                {"reference": f"version {earlier[-1]}", "current": f"version {version}"})
+    return None, None, {}

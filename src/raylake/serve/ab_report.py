@@ -22,12 +22,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from omegaconf import DictConfig, OmegaConf
 
-from raylake.config.loader import to_config
 from raylake.errors import ConfigError, TableNotFoundError, did_you_mean
 from raylake.lake.commit import write_table
-from raylake.lake.runs import RunRecorder
 from raylake.lake.tables import Lake
 from raylake.serve.significance import compare, is_rate, summarize
 
@@ -39,47 +36,49 @@ REPORT_SCHEMA = pa.schema([
 ])
 
 
-def ab_report(cfg: DictConfig, *, echo: Any = print) -> dict[str, Any]:
-    conf = to_config(cfg)
+def run_report(lake: Lake, conf: Any, run: Any) -> dict[str, Any]:
+    """Join the experiment's logged answers with their outcomes, analyse them, append the
+    per-arm rows to ``ab_report.report_table``; the report (see :func:`analyse`)."""
     r, ms = conf.ab_report, conf.model_server
-    lake = Lake.from_config(conf.lake)
     experiment = r.experiment or ms.salt
     log_table = r.request_log_table or ms.request_log_table
+    log = _answers(lake, log_table, experiment, r)
+    answers = log.table
+    out_version, outcomes = _outcomes(lake, r)
+    run.add_input(table=log_table, version=log.version, role="request-log")
+    run.add_input(table=r.outcomes_table, version=out_version, role="outcomes")
+    report = analyse(answers, outcomes, experiment=experiment, join_on=r.join_on,
+                     metric=r.metric, control=r.control or _default_control(ms, answers),
+                     alpha=r.alpha, power=r.power, mde=r.mde, errors=log.errors)
+    report["repeat_requests"] = log.repeat_requests
+    run.metrics.update({"experiment": experiment, "metric": report["metric"],
+                        "arms": {a["arm"]: a["n"] for a in report["arms"]}})
+    if r.report_table:
+        rows = [{"run_id": run.run_id, "experiment": experiment, "arm": a["arm"],
+                 "is_control": a["arm"] == report["control"], "metric": report["metric"],
+                 "n": a["n"], "awaiting": a["awaiting"], "value": a["value"],
+                 "low": a["low"], "high": a["high"],
+                 "comparison": json.dumps(a["comparison"]) if a["comparison"] else None}
+                for a in report["arms"]]
+        version = write_table(lake, r.report_table,
+                              pa.Table.from_pylist(rows, schema=REPORT_SCHEMA),
+                              app_id=f"raylake.ab-report/{run.run_id}", run_id=run.run_id,
+                              job="ab-report")
+        run.add_output(table=r.report_table, version=version, rows=len(rows))
+    report["run_id"] = run.run_id
+    return report
+
+
+def check_config(conf: Any) -> None:
+    """Refuse a report with no outcomes table or no request log, naming the key to set."""
+    r, ms = conf.ab_report, conf.model_server
     if not r.outcomes_table:
         raise ConfigError("ab_report.outcomes_table is not set: name the lake table of "
                           f"outcomes keyed by {r.join_on}, e.g. "
                           "ab_report.outcomes_table=serving/outcomes ab_report.outcome=delayed.")
-    if not log_table:
+    if not (r.request_log_table or ms.request_log_table):
         raise ConfigError("No request log table: set ab_report.request_log_table (the "
                           "model server's model_server.request_log_table).")
-    resolved = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else {}
-    with RunRecorder(lake, "ab-report", resolved) as run:
-        log = _answers(lake, log_table, experiment, r)
-        answers = log.table
-        out_version, outcomes = _outcomes(lake, r)
-        run.add_input(table=log_table, version=log.version, role="request-log")
-        run.add_input(table=r.outcomes_table, version=out_version, role="outcomes")
-        report = analyse(answers, outcomes, experiment=experiment, join_on=r.join_on,
-                         metric=r.metric, control=r.control or _default_control(ms, answers),
-                         alpha=r.alpha, power=r.power, mde=r.mde, errors=log.errors)
-        report["repeat_requests"] = log.repeat_requests
-        run.metrics.update({"experiment": experiment, "metric": report["metric"],
-                            "arms": {a["arm"]: a["n"] for a in report["arms"]}})
-        if r.report_table:
-            rows = [{"run_id": run.run_id, "experiment": experiment, "arm": a["arm"],
-                     "is_control": a["arm"] == report["control"], "metric": report["metric"],
-                     "n": a["n"], "awaiting": a["awaiting"], "value": a["value"],
-                     "low": a["low"], "high": a["high"],
-                     "comparison": json.dumps(a["comparison"]) if a["comparison"] else None}
-                    for a in report["arms"]]
-            version = write_table(lake, r.report_table,
-                                  pa.Table.from_pylist(rows, schema=REPORT_SCHEMA),
-                                  app_id=f"raylake.ab-report/{run.run_id}", run_id=run.run_id,
-                                  job="ab-report")
-            run.add_output(table=r.report_table, version=version, rows=len(rows))
-    report["run_id"] = run.run_id
-    echo(format_report(report))
-    return report
 
 
 def analyse(answers: pa.Table, outcomes: pa.Table, *, experiment: str, join_on: str,

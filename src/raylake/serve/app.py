@@ -9,7 +9,8 @@ Request (JSON)::
 
 Answer: ``{"request_id", "unit_id", "arm", "model", "version", "predictions": [...]}``.
 
-A bad request gets a 4xx whose ``error`` names the field; the replica stays healthy.
+A bad request gets a 4xx whose ``error`` names the field (``inputs.py`` checks
+it); the replica stays healthy.
 Requests of one replica are scored together (``@serve.batch``, one model call per
 arm). Shadow arms score a copy of the request after the answer is sent; their answers
 go to the request log only. Every answer, error and shadow answer is logged
@@ -19,155 +20,46 @@ go to the request log only. Every answer, error and shadow answer is logged
 # No `from __future__ import annotations` here: FastAPI must see the real
 # `Request` annotation, not a string, or it reads the argument as a query parameter.
 import asyncio
-import functools
 import json
 import logging
-import math
 import time
 import uuid
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from ray import serve
 
-from raylake.errors import ModelRequestError, RaylakeError, did_you_mean
+from raylake.errors import RaylakeError, did_you_mean
+from raylake.models.spec import FeatureSpec
+from raylake.serve.inputs import (
+    BadRequest,
+    Parsed,
+    check_values,
+    feature_kinds,
+    parse_request,
+    read_json,
+    to_table,
+    with_bare_names,
+)
 
 app = FastAPI(title="raylake model server")
 log = logging.getLogger("raylake.serve")
 
-BadRequest = ModelRequestError  # the short name this module raises
 DEPLOYMENT = "ModelServer"
 # Milliseconds; a tree ensemble answers in a few, a cold or overloaded replica in hundreds.
-LATENCY_BOUNDARIES_MS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000]
-_KEYS = ("unit_id", "features", "entities")
+LATENCY_BOUNDARIES_MS: list[float] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000]
 
 
-class Parsed(NamedTuple):
-    unit_id: Any  # str or None
-    features: dict[str, list[Any]]
-    entities: Any  # dict or None
-    rows: int
+@dataclass(frozen=True)
+class ArmModel:
+    """One arm's model as a replica scores it."""
 
-
-def feature_kinds(spec: Any, features: list[dict[str, Any]]) -> dict[str, str]:
-    """name -> "number", "bool" or "category", as the model's FeatureSpec encodes it."""
-    types = {f["name"]: str(f.get("type", "")) for f in features}
-    kinds = {c: "bool" if types.get(c) in ("bool", "boolean") else "number" for c in spec.numeric}
-    kinds.update({c: "category" for c in spec.categorical})
-    return kinds
-
-
-def _json(raw: bytes) -> Any:
-    try:
-        return json.loads(raw or b"")
-    except ValueError as exc:
-        raise BadRequest(400, f"The body is not JSON: {exc}.", "bad_json") from exc
-
-
-def parse_request(body: Any, kinds: dict[str, str], max_rows: int,
-                  lookup: bool = False) -> Parsed:
-    """Check a /predict body against the features the arms know; 4xx naming the field."""
-    if not isinstance(body, dict):
-        raise BadRequest(400, "The body must be a JSON object: {\"features\": {...}}.", "bad_json")
-    unknown = [k for k in body if k not in _KEYS]
-    if unknown:
-        raise BadRequest(422, f"Unknown field {unknown[0]!r}.{did_you_mean(unknown[0], _KEYS)} "
-                              f"A request has {', '.join(_KEYS)}.", "unknown_field")
-    unit_id = body.get("unit_id")
-    if unit_id is not None:
-        if isinstance(unit_id, bool) or not isinstance(unit_id, (str, int)) or unit_id == "":
-            raise BadRequest(422, f"unit_id must be a non-empty string or an integer, got "
-                                  f"{unit_id!r}.", "wrong_type")
-        unit_id = str(unit_id)
-    features, entities = body.get("features"), body.get("entities")
-    if features is None and entities is None:
-        raise BadRequest(400, "Give 'features': {name: [values]} (or 'entities' when the "
-                              "server looks features up).", "invalid_request")
-    if entities is not None and not lookup:
-        raise BadRequest(422, "entities: this server has no feature service to look features "
-                              "up with (model_server.feature_service); send 'features'.",
-                         "invalid_request")
-    columns: dict[str, list[Any]] = {}
-    if features is not None:
-        if not isinstance(features, dict) or not features:
-            raise BadRequest(422, "features must be an object {name: [values]} or {name: value}.",
-                             "wrong_type")
-        lists = [isinstance(v, list) for v in features.values()]
-        if any(lists) and not all(lists):
-            raise BadRequest(422, "features: give every feature a list of values (columns) or "
-                                  "every feature one value (one row), not both.", "wrong_type")
-        columns = dict(features) if all(lists) else {k: [v] for k, v in features.items()}
-        for name in columns:
-            if name not in kinds:
-                raise BadRequest(422, f"features.{name} is not a feature of the served model(s)."
-                                      f"{did_you_mean(name, kinds)} Features: "
-                                      f"{', '.join(sorted(kinds))}.", "unknown_feature")
-    if entities is not None:
-        if not isinstance(entities, dict) or not entities or not all(
-                isinstance(v, list) for v in entities.values()):
-            raise BadRequest(422, "entities must be an object {join_key: [values]}.", "wrong_type")
-    sizes = {len(v) for v in [*columns.values(), *((entities or {}).values())]}
-    if len(sizes) > 1:
-        raise BadRequest(422, f"features and entities need the same number of values each; got "
-                              f"{sorted(sizes)}.", "wrong_type")
-    n = sizes.pop() if sizes else 0
-    if n == 0:
-        raise BadRequest(422, "features: no rows to score (empty lists).", "invalid_request")
-    if n > max_rows:
-        raise BadRequest(413, f"{n} rows is over the limit of {max_rows} per request.", "too_large")
-    for name, values in columns.items():
-        _check_values(name, values, kinds[name])
-    return Parsed(unit_id, columns, entities, n)
-
-
-def _check_values(name: str, values: list[Any], kind: str) -> None:
-    for i, v in enumerate(values):
-        if v is None:  # a missing value is a valid input (NaN / unknown category)
-            continue
-        if kind == "category":
-            ok = isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool))
-            want = "a string"
-        elif kind == "bool":
-            ok = isinstance(v, (bool, int)) and not isinstance(v, float)
-            want = "true or false"
-        else:
-            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-            want = "a finite number"
-        if not ok:
-            raise BadRequest(422, f"features.{name}[{i}] is {v!r} ({type(v).__name__}); {name} "
-                                  f"must be {want} or null.", "wrong_type")
-
-
-def to_table(columns: dict[str, list[Any]], spec: Any):
-    """The model's input columns, typed as its FeatureSpec reads them."""
-    import pyarrow as pa
-
-    arrays = {c: pa.array([None if v is None else float(v) for v in columns[c]], pa.float64())
-              for c in spec.numeric}
-    arrays.update({c: pa.array([None if v is None else str(v) for v in columns[c]], pa.string())
-                   for c in spec.categorical})
-    return pa.table(arrays)
-
-
-def with_bare_names(columns: dict[str, list[Any]]) -> dict[str, list[Any]]:
-    """Looked-up ``view__feature`` columns, also under the bare ``feature`` name where no
-    other view has it: a model trained on a training set with full names needs the
-    first, one trained without the second."""
-    out = dict(columns)
-    for short, full in _bare_aliases(tuple(columns)).items():
-        out.setdefault(short, columns[full])
-    return out
-
-
-@functools.lru_cache(maxsize=64)
-def _bare_aliases(names: tuple[str, ...]) -> dict[str, str]:
-    # A feature service returns the same names on every request: worked out once.
-    full: dict[str, list[str]] = {}
-    for name in names:
-        if "__" in name:
-            full.setdefault(name.split("__", 1)[1], []).append(name)
-    return {short: f[0] for short, f in full.items() if len(f) == 1 and short not in names}
+    spec: FeatureSpec  # how the request's columns become the model's inputs
+    features: tuple[str, ...]  # the registered feature names: a request needs every one
+    predict: Callable[[Any], Any]  # its flavor's scoring function, model bound: table -> scores
 
 
 # Defined after the helpers: Serve serializes the class when it is decorated.
@@ -179,33 +71,34 @@ class ModelServer:
         from ray.util import metrics
 
         from raylake.lake import Lake, Storage
+        from raylake.models.flavors import get_flavor
         from raylake.models.registry import ModelRegistry
         from raylake.serve.ab import Arm, Assigner
-        from raylake.serve.batch import predictor
         from raylake.serve.request_log import RequestLog
-        from raylake.train.data import FeatureSpec
 
         self.lake = Lake(Storage.from_config(lake_root, lake_options))
         registry = ModelRegistry(self.lake)
         self.arms = {a["name"]: Arm(**a) for a in arms}
         self.assigner = Assigner(list(self.arms.values()), settings["salt"])
-        self.models: dict[str, tuple[Any, Any, Any, list[str]]] = {}
+        self.models: dict[str, ArmModel] = {}
         self.kinds: dict[str, str] = {}
         for arm in self.arms.values():
             mv, model = registry.load(arm.model, arm.version)
             spec = FeatureSpec.from_dict(mv.preprocessing)
-            predict = predictor(mv.flavor, model)
-            self.models[arm.name] = (model, spec, predict, mv.feature_names)
+            predict = get_flavor(mv.flavor).predictor(model, spec)
+            self.models[arm.name] = ArmModel(spec, tuple(mv.feature_names), predict)
             for name, kind in feature_kinds(spec, mv.features).items():
                 self.kinds.setdefault(name, kind)
         self.max_rows = settings["max_rows"]
-        self._score.set_max_batch_size(settings["max_batch_size"])
-        self._score.set_batch_wait_timeout_s(settings["batch_wait_timeout_s"])
+        # Methods of the @serve.batch wrapper, which type checkers do not see.
+        self._score.set_max_batch_size(settings["max_batch_size"])  # type: ignore[attr-defined]
+        self._score.set_batch_wait_timeout_s(  # type: ignore[attr-defined]
+            settings["batch_wait_timeout_s"])
         self.replica = serve.get_replica_context().replica_id.unique_id
         table = settings.get("request_log_table")
         self.request_log = RequestLog(self.lake, table, flush_rows=settings["log_flush_rows"],
                                       flush_s=settings["log_flush_s"]) if table else None
-        self.lookup = None
+        self.lookup: Any = None  # (registry, store, service, key types) of the feature lookups
         if lookup:
             self._open_lookup(lookup)
         self._shadow_tasks: set[asyncio.Task] = set()
@@ -251,7 +144,7 @@ class ModelServer:
         request_id = uuid.uuid4().hex
         unit_id, arm = None, None
         try:
-            req = parse_request(_json(await request.body()), self.kinds, self.max_rows,
+            req = parse_request(read_json(await request.body()), self.kinds, self.max_rows,
                                 self.lookup is not None)
             unit_id = req.unit_id
             # Without a unit id the request is its own unit: a fair draw, not sticky.
@@ -298,16 +191,16 @@ class ModelServer:
         return {**columns, **req.features}  # values in the request win over stored ones
 
     def _inputs(self, arm: str, columns: dict[str, list[Any]]):
-        _, spec, _, names = self.models[arm]
-        missing = [c for c in names if c not in columns]
+        served = self.models[arm]
+        missing = [c for c in served.features if c not in columns]
         if missing:
             raise BadRequest(422, f"features.{missing[0]} is missing: model "
                                   f"{self.arms[arm].model}:{self.arms[arm].version} needs "
-                                  f"{', '.join(names)}.", "missing_feature")
-        for name in names:  # looked-up values were not checked by parse_request
-            _check_values(name, columns[name], self.kinds[name])
-        used = {c: columns[c] for c in names}
-        return used, to_table(used, spec)
+                                  f"{', '.join(served.features)}.", "missing_feature")
+        for name in served.features:  # looked-up values were not checked by parse_request
+            check_values(name, columns[name], self.kinds[name])
+        used = {c: columns[c] for c in served.features}
+        return used, to_table(used, served.spec)
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
     async def _score(self, items: list[tuple[str, Any]]) -> list[list[float]]:
@@ -319,10 +212,9 @@ class ModelServer:
         for i, (arm, _) in enumerate(items):
             by_arm.setdefault(arm, []).append(i)
         for arm, idx in by_arm.items():
-            model, spec, predict, _ = self.models[arm]
             table = pa.concat_tables([items[i][1] for i in idx])
             # In a thread, so /health and new requests are served while a model runs.
-            p = await asyncio.to_thread(predict, model, spec, table)
+            p = await asyncio.to_thread(self.models[arm].predict, table)
             at = 0
             for i in idx:
                 n = items[i][1].num_rows
@@ -386,14 +278,15 @@ class ModelServer:
             predictions=predictions, latency_ms=latency_ms, replica=self.replica)
 
     def check_health(self) -> None:
-        log_thread = self.request_log and self.request_log._thread
-        if log_thread and not log_thread.is_alive() and not self.request_log._stop.is_set():
+        rl = self.request_log
+        if rl is not None and rl.writer_died:
             raise RuntimeError("the request log's writer thread died")
 
     def __del__(self) -> None:
         # Serve calls this when it stops the replica: write the rows still buffered.
-        if getattr(self, "request_log", None) is not None:
-            self.request_log.close()
+        rl = getattr(self, "request_log", None)
+        if rl is not None:
+            rl.close()
 
 
 def build_app(conf: Any, lake: Any):
@@ -410,14 +303,15 @@ def build_app(conf: Any, lake: Any):
         ensure_table(lake, ms.request_log_table)
     lookup = None
     if ms.feature_service:
-        from raylake.features.jobs import store_settings
+        from raylake.features.online.settings import store_settings
 
         lookup = {"features": asdict(conf.features), "service": ms.feature_service,
                   "store": store_settings(conf, lake)}
     settings = {k: getattr(ms, k) for k in (
         "salt", "max_rows", "max_batch_size", "batch_wait_timeout_s", "request_log_table",
         "log_flush_rows", "log_flush_s")}
-    deployment = ModelServer.options(**deployment_options(ms))
+    # @serve.deployment made the class a Deployment; type checkers still see the class.
+    deployment = ModelServer.options(**deployment_options(ms))  # type: ignore[attr-defined]
     return deployment.bind([a.to_dict() for a in arms], lake.root, dict(lake.storage.options),
                            settings, lookup)
 
@@ -445,11 +339,8 @@ def app_builder(args: dict[str, Any]):
 
 def config_from_args(config: dict[str, Any]) -> Any:
     """The checked RaylakeConfig of a Serve config's ``args.config``."""
-    from omegaconf import OmegaConf
+    from raylake.config.loader import config_of_sections
 
-    from raylake.config.loader import to_config
-    from raylake.config.schema import RaylakeConfig
-
-    base = OmegaConf.structured(RaylakeConfig)
-    base.dataset.name = "none"  # mandatory in the schema, never read by the server
-    return to_config(OmegaConf.merge(base, config or {}))
+    # Sections not given (dataset, train, ...) come from the shipped config, which sets
+    # the values the schema leaves required.
+    return config_of_sections(config or {})

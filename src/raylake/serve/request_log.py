@@ -118,6 +118,12 @@ class RequestLog:
         self.written += len(rows)
         return len(rows)
 
+    @property
+    def writer_died(self) -> bool:
+        """The background writer stopped although nobody closed the log (a bug or a crash
+        in the thread): the replica is unhealthy, Serve should replace it."""
+        return not self._thread.is_alive() and not self._stop.is_set()
+
     def close(self, timeout: float = 30.0) -> None:
         """Stop the thread and write what is left (called when the replica shuts down)."""
         if self._stop.is_set():

@@ -5,7 +5,7 @@ pooled rate under the null, Wilson intervals per arm (sound near 0 and 1 and for
 small n) and the Wald interval of the difference; means use Welch's t-test (unequal
 variances, Welch–Satterthwaite degrees of freedom). Sample sizes are per arm, for a
 two-sided test at ``alpha`` with ``power`` against a difference ``delta``. The
-distributions come from SciPy (a dependency of XGBoost already).
+distributions come from SciPy (already installed with the model libraries).
 """
 
 from __future__ import annotations

@@ -33,10 +33,14 @@ from torch import nn
 
 from raylake.errors import ConfigError
 from raylake.models.nets import TabularMLP
+from raylake.models.spec import FeatureSpec
 from raylake.train import metrics, placement
-from raylake.train.data import FeatureSpec, fit_standardisation, my_shard, worker_shards
+from raylake.train.data import fit_standardisation, my_shard, worker_shards
 from raylake.train.resources import worker_threads
 
+# The registry flavor of the models this trainer fits (raylake.models.flavors), which
+# scores them everywhere (evaluation, batch inference, the model server).
+FLAVOR = "torch"
 CHECKPOINT_FILE = "checkpoint.pt"
 BACKENDS = ("gloo", "nccl")
 # Ray Train collects a worker's reports when it polls it (every 2 s by default); an
@@ -242,21 +246,6 @@ def load_checkpoint(checkpoint: Any) -> nn.Module:
     net = TabularMLP(**state["architecture"])
     net.load_state_dict(state["model"])
     return net.eval()
-
-
-def predict(model: nn.Module, spec: FeatureSpec, table: pa.Table,
-            batch_size: int = 65536) -> np.ndarray:
-    """Probabilities of the positive class, standardised as in training."""
-    num, cat = spec.standardized(table)
-    device = next(model.parameters()).device
-    out = np.empty(table.num_rows, np.float32)
-    model.eval()
-    with torch.inference_mode():
-        for s in range(0, table.num_rows, batch_size):
-            logits = model(torch.from_numpy(num[s:s + batch_size]).to(device),
-                           torch.from_numpy(cat[s:s + batch_size]).to(device))
-            out[s:s + batch_size] = torch.sigmoid(logits).float().cpu().numpy()
-    return out
 
 
 def registry_kwargs(model: Any, spec: FeatureSpec, tcfg: Any) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""``raylake tune``: a Ray Tune sweep over a trainer -> trials table -> best model registered.
+"""The sweep behind ``raylake tune``: a Ray Tune search over a trainer's config.
 
 Each Tune trial is a function that builds and fits the trainer's Ray Train run
 (Ray Train V2's pattern: Tune schedules trials, Train runs each on its own
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, replace
 from typing import Any
 
 import pyarrow as pa
@@ -23,23 +22,11 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from ray.tune import Callback
 
-from raylake.config.loader import to_config
-from raylake.errors import ConfigError, TuneError, did_you_mean
-from raylake.lake.commit import write_table
-from raylake.lake.names import validate_table_name
-from raylake.lake.runs import RunRecorder
+from raylake.errors import ConfigError, did_you_mean
 from raylake.lake.tables import Lake
-from raylake.runtime import ensure_ray
 from raylake.train import placement
-from raylake.train.data import load_splits
-from raylake.train.job import (
-    _register,
-    _run_config,
-    evaluate_model,
-    train_storage,
-    trainer_module,
-)
 from raylake.train.resources import scaling_config
+from raylake.train.steps import run_config, train_storage, trainer_module
 
 TRIAL_MEMORY = 2**20
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "randint", "grid")
@@ -61,78 +48,6 @@ TRIALS_SCHEMA = pa.schema([
     ("wall_s", pa.float64()),
     ("is_best", pa.bool_()),
 ])
-
-
-def tune(cfg: DictConfig, *, echo: Any = print) -> dict[str, Any]:
-    conf = to_config(cfg)
-    tcfg, ucfg = conf.train, conf.tune
-    if ucfg.trainer and ucfg.trainer != tcfg.trainer:
-        raise ConfigError(f"tune={ucfg.name} searches a {ucfg.trainer} space but "
-                          f"train.trainer={tcfg.trainer!r}; pick a matching pair "
-                          f"(train={tcfg.trainer} tune={tcfg.trainer}) or set tune.trainer=null.")
-    module = trainer_module(tcfg.trainer)
-    max_t = ucfg.scheduler.max_t or budget(tcfg)
-    if ucfg.scheduler.type == "asha" and ucfg.scheduler.grace_period > max_t:
-        raise ConfigError(f"tune.scheduler.grace_period={ucfg.scheduler.grace_period} is past "
-                          f"the trials' end ({max_t} {ucfg.time_attr}s); lower it.")
-    space = search_space(ucfg.space)
-    check_space(tcfg, ucfg.space)
-    table = validate_table_name(ucfg.trials_table or f"tune/{tcfg.model_name}_trials")
-    lake = Lake.from_config(conf.lake)
-    ensure_ray(conf.ray)
-    resolved = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) \
-        else asdict(conf)
-    with RunRecorder(lake, "tune", resolved) as run:
-        splits = load_splits(lake, tcfg)
-        run.config.setdefault("train", {})["table_version"] = str(splits.version)
-        run.add_input(table=splits.table, version=splits.version, role="training-set",
-                      run_id=splits.source.get("run_id"))
-        for i in splits.source.get("inputs", []):
-            run.add_input(**{**i, "via": splits.table})
-        # Inside trials the trainer reports as often as the scheduler needs to decide.
-        base = replace(tcfg, checkpoint_every=ucfg.report_every,
-                       table_version=str(splits.version))
-        trials = _sweep(lake, splits, base, ucfg, space, max_t, run.run_id)
-        best = _best(trials, ucfg)
-        rows = [_row(t, run.run_id, tcfg.trainer, ucfg, t is best) for t in trials]
-        version = write_table(lake, table, pa.Table.from_pylist(rows, schema=TRIALS_SCHEMA),
-                              mode="append", app_id=f"raylake.tune/{run.run_id}",
-                              run_id=run.run_id, job="tune")
-        run.add_output(table=table, version=version, rows=len(rows))
-        counts = {s: sum(r["status"] == s for r in rows) for s in ("completed", "stopped", "failed")}
-        run.metrics.update({"metric": ucfg.metric, "mode": ucfg.mode, "trials": len(rows),
-                            **counts})
-        if best is None:
-            first = next((t["error"] for t in trials if t["error"]), "no trial reported "
-                         f"{ucfg.metric!r}")
-            raise TuneError(f"No trial of the sweep finished with {ucfg.metric!r} "
-                            f"({counts['failed']} of {len(rows)} failed); first error: {first}. "
-                            f"The trials are in {table!r} v{version}.")
-        best_cfg = trial_config(base, best["params"])
-        model = _best_model(module, best, lake, best_cfg, splits, run.run_id)
-        m = evaluate_model(module, model, splits, best_cfg)
-        m["tuned"] = {"run_id": run.run_id, "trial_id": best["trial_id"],
-                      "params": best["params"], ucfg.metric: best["value"],
-                      ucfg.time_attr: best["iterations"]}
-        run.metrics["best"] = m["tuned"]
-        run.metrics.update({"valid": m["valid"], "test": m["test"]})
-        registered = None
-        if ucfg.register:
-            config = {**resolved, "train": asdict(best_cfg)}
-            registered = _register(lake, best_cfg, module, model, splits, m, config, run.run_id)
-            run.add_output(model=best_cfg.model_name, version=registered.version,
-                           stage=registered.stage)
-    t = m["test"]
-    params = ", ".join(f"{k}={_fmt(v)}" for k, v in best["params"].items())
-    echo(f"tune {tcfg.trainer}: {len(rows)} trials ({counts['completed']} completed, "
-         f"{counts['stopped']} stopped early, {counts['failed']} failed) -> {table} v{version}; "
-         f"best {best['trial_id']} ({params}) {ucfg.metric} {best['value']:.4f} after "
-         f"{best['iterations']} {ucfg.time_attr}s, test AUC {t['auc']:.4f}"
-         + (f"; registered {best_cfg.model_name} v{registered.version} ({registered.stage})"
-            if registered else "") + f"; run {run.run_id}")
-    return {"run_id": run.run_id, "trials": rows, "best": best, "metrics": m, "model": model,
-            "trials_table": table, "trials_version": version,
-            "version": registered.version if registered else None}
 
 
 def budget(tcfg: Any) -> int:
@@ -227,7 +142,7 @@ def check_space(tcfg: Any, space: dict[str, Any]) -> None:
 # -- the sweep --------------------------------------------------------------------
 
 
-def _sweep(lake: Lake, splits: Any, base: Any, ucfg: Any, space: dict[str, Any],
+def sweep(lake: Lake, splits: Any, base: Any, ucfg: Any, space: dict[str, Any],
            max_t: int, run_id: str) -> list[dict[str, Any]]:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
@@ -288,8 +203,8 @@ def _trial(config: dict[str, Any], *, splits: Any, base: Any, lake: Lake, run_id
     tcfg = trial_config(base, config)
     module = trainer_module(tcfg.trainer)
     trial_id = tune.get_context().get_trial_id()
-    run_config = _run_config(lake, tcfg, f"{run_id}-{trial_id}", callbacks=[TuneReportCallback()])
-    module.fit(splits, tcfg, run_config, scaling_config(tcfg.scaling))
+    rc = run_config(lake, tcfg, f"{run_id}-{trial_id}", callbacks=[TuneReportCallback()])
+    module.fit(splits, tcfg, rc, scaling_config(tcfg.scaling))
 
 
 class _SweepWatcher(Callback):
@@ -328,7 +243,7 @@ def _trial_id_of(result: Any) -> str:
     return str(result.path).rstrip("/").rsplit("/", 1)[-1]
 
 
-def _best(trials: list[dict[str, Any]], ucfg: Any) -> dict[str, Any] | None:
+def best_trial(trials: list[dict[str, Any]], ucfg: Any) -> dict[str, Any] | None:
     """The best last metric among trials that ran their whole budget; when the
     scheduler stopped them all, among every trial that reported."""
     ok = [t for t in trials if t["value"] is not None and not math.isnan(t["value"])
@@ -340,7 +255,7 @@ def _best(trials: list[dict[str, Any]], ucfg: Any) -> dict[str, Any] | None:
     return pick(pool, key=lambda t: t["value"])
 
 
-def _best_model(module: Any, best: dict[str, Any], lake: Lake, tcfg: Any, splits: Any,
+def best_model(module: Any, best: dict[str, Any], lake: Lake, tcfg: Any, splits: Any,
                 run_id: str) -> Any:
     load = getattr(module, "load_checkpoint", None)
     if load is not None and best["checkpoint"]:
@@ -351,12 +266,12 @@ def _best_model(module: Any, best: dict[str, Any], lake: Lake, tcfg: Any, splits
         fs, _ = pafs.FileSystem.from_uri(train_storage(lake, tcfg))
         return load(Checkpoint(best["checkpoint"], filesystem=fs))
     # A trainer that cannot load its checkpoints trains the best config once more.
-    model, _ = module.fit(splits, tcfg, _run_config(lake, tcfg, f"{run_id}-best"),
+    model, _ = module.fit(splits, tcfg, run_config(lake, tcfg, f"{run_id}-best"),
                           scaling_config(tcfg.scaling))
     return model
 
 
-def _row(t: dict[str, Any], run_id: str, trainer: str, ucfg: Any, is_best: bool) -> dict:
+def trial_row(t: dict[str, Any], run_id: str, trainer: str, ucfg: Any, is_best: bool) -> dict:
     return {"run_id": run_id, "trial_id": t["trial_id"], "trainer": trainer,
             "params": json.dumps(t["params"], sort_keys=True, default=str),
             "metric": ucfg.metric, "metric_value": t["value"], "iterations": t["iterations"],
@@ -371,5 +286,5 @@ def _plain(value: Any) -> Any:
         else value
 
 
-def _fmt(value: Any) -> str:
+def fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)

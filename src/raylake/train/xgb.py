@@ -26,10 +26,14 @@ import numpy as np
 import pyarrow as pa
 import xgboost
 
+from raylake.models.spec import FeatureSpec
 from raylake.train import placement
-from raylake.train.data import FeatureSpec, my_shard, worker_shards
+from raylake.train.data import my_shard, worker_shards
 from raylake.train.resources import worker_threads
 
+# The registry flavor of the models this trainer fits (raylake.models.flavors), which
+# scores them everywhere (evaluation, batch inference, the model server).
+FLAVOR = "xgboost"
 MODEL_FILE = "model.ubj"
 
 
@@ -156,16 +160,6 @@ def load_checkpoint(checkpoint: Any) -> Any:
     """The Booster in a checkpoint this trainer reported (``raylake tune`` loads its best)."""
     with checkpoint.as_directory() as d:
         return xgboost.Booster(model_file=str(Path(d) / MODEL_FILE))
-
-
-def predict(booster: Any, spec: FeatureSpec, table: pa.Table,
-            threads: int | None = 1) -> np.ndarray:
-    """Probabilities. ``inplace_predict`` on the encoded matrix: the same trees on the
-    same numbers as a DMatrix (categorical splits live in the trees), without building
-    one. ``threads=None`` keeps the booster's own setting (see serve.batch.predictor)."""
-    if threads is not None:
-        booster.set_param({"nthread": threads})
-    return booster.inplace_predict(spec.matrix(table))
 
 
 def registry_kwargs(model: Any, spec: FeatureSpec, tcfg: Any) -> dict[str, Any]:

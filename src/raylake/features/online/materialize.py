@@ -19,10 +19,13 @@ import ray
 
 from raylake.features.definitions import FeatureView, Registry
 from raylake.features.online.base import entity_key
+from raylake.features.online.settings import StoreSettings
 
 
-def materialize(lake: Any, registry: Registry, store: tuple[str, dict[str, Any]],
+def materialize(lake: Any, registry: Registry, store: StoreSettings,
                 start: dt.datetime | None, end: dt.datetime, views: list[str] | None = None) -> dict[str, dict]:
+    """The latest row per entity of each view (all, or ``views``) with event time in
+    [start, end] into the online store; returns table, version and rows per view."""
     out = {}
     for name in views or list(registry.views):
         view = registry.view(name)
@@ -38,7 +41,7 @@ def materialize(lake: Any, registry: Registry, store: tuple[str, dict[str, Any]]
 
 
 @ray.remote(num_cpus=0.5)
-def _write_latest(block: pa.Table, view: FeatureView, store: tuple[str, dict[str, Any]],
+def _write_latest(block: pa.Table, view: FeatureView, store: StoreSettings,
                   start: dt.datetime | None, end: dt.datetime) -> int:
     from raylake.features.online import open_store
 

@@ -1,0 +1,1 @@
+"""``raylake chain``: the whole lifecycle on one lake (see :mod:`raylake.chain.jobs`)."""

@@ -1,0 +1,83 @@
+"""The ingest job: every table of a dataset into the lake, one run record."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from raylake.config.schema import RaylakeConfig
+from raylake.errors import ConfigError, did_you_mean
+from raylake.ingest.pipeline import TableResult, ingest_table
+from raylake.quality.constraints import constraints_for
+from raylake.runner import JobContext, job
+
+
+def _check(conf: RaylakeConfig) -> None:
+    tables = conf.dataset.tables
+    for key in conf.ingest.tables:
+        if key not in tables:
+            raise ConfigError(
+                f"ingest.tables names {key!r}, which dataset {conf.dataset.name!r} does not "
+                f"have.{did_you_mean(key, tables)} Its tables: {', '.join(tables)}."
+            )
+
+
+@job("ingest", help="ingest a dataset's tables into the lake (Ray Data -> Delta)", check=_check)
+def ingest(ctx: JobContext) -> dict[str, Any]:
+    """Ingest ``dataset`` into the lake; the run id and per-table results."""
+    conf, lake, run_rec = ctx.conf, ctx.lake, ctx.record
+    tables = conf.dataset.tables
+    results: list[TableResult] = []
+    run_rec.metrics["ray"] = ctx.ray
+    for key in list(conf.ingest.tables) or list(tables):
+        table_name = tables[key].table or key
+        res = ingest_table(
+            lake, key, tables[key], run_id=run_rec.run_id, job="ingest",
+            ingest_cfg=conf.ingest, task_cpus=conf.ray.data_task_cpus,
+            constraints=constraints_for(conf.quality, table_name),
+            profile=conf.profile.on_ingest,
+            segment_by=_segment(conf.profile.segment_by, tables[key]),
+        )
+        results.append(res)
+        run_rec.add_input(kind="files", table=res.table, files=res.files, fingerprint=res.fingerprint)
+        run_rec.add_output(table=res.table, version=res.version, rows=res.rows_written,
+                           skipped=res.skipped)
+        if res.quarantine_version is not None:
+            run_rec.add_output(table=f"{res.table}__quarantine", version=res.quarantine_version,
+                               rows=res.rows_quarantined)
+        run_rec.metrics[res.table] = {
+            "rows_read": res.rows_read, "rows_written": res.rows_written,
+            "rows_quarantined": res.rows_quarantined, "skipped": res.skipped,
+            "reasons": res.reasons, "seconds": res.seconds, "nodes": res.nodes,
+            "merge": res.merge_metrics, "constraints": res.checks,
+            "profiled": res.profiled, "duplicates": res.duplicates,
+            "cleansing": res.cleansing,
+        }
+        ctx.echo(_summary(res))
+    if all(r.skipped for r in results):
+        run_rec.status = "skipped"
+    status = "skipped" if run_rec.status == "skipped" else "succeeded"
+    return {"tables": results,
+            "summary": f"run {run_rec.run_id}: {status}; lake at {lake.root} "
+                       f"(see `raylake runs show {run_rec.run_id} lake.root={lake.root}`)"}
+
+
+def _segment(column: str | None, tcfg) -> str | None:
+    """Segment profiles for tables that have the column (e.g. origin)."""
+    return column if column and column in tcfg.columns else None
+
+
+def _summary(r: TableResult) -> str:
+    if r.skipped:
+        return f"{r.table}: input already ingested (fingerprint {r.fingerprint[:12]}); " \
+               f"nothing added, table stays at version {r.version}"
+    line = (f"{r.table}: read {r.rows_read:,} = written {r.rows_written:,} + quarantined "
+            f"{r.rows_quarantined:,} -> version {r.version} ({r.mode}, {r.seconds.get('total', 0):.1f}s)")
+    if r.reasons:
+        line += "\n  quarantined: " + ", ".join(f"{k}: {v:,}" for k, v in sorted(r.reasons.items()))
+    changed = {k: v for k, v in (r.cleansing.get("changed") or {}).items() if v}
+    if changed:
+        line += "\n  cleansed: " + ", ".join(f"{k}: {v:,} values" for k, v in changed.items())
+    flagged = [c for c in r.checks if c["policy"] == "warn" and not c["passed"]]
+    if flagged:
+        line += "\n  warnings: " + "; ".join(f"{c['name']}: {c['message']}" for c in flagged)
+    return line

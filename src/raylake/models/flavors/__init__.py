@@ -1,0 +1,34 @@
+"""Model flavors, found by name: ``get_flavor("xgboost").save(booster)``.
+
+Every flavor saves in a format that holds no code and loads without running any;
+nothing here pickles a model object. The built-in flavors (``xgboost``, ``torch``)
+are registered when this package is imported; their frameworks are imported only
+when a model of theirs is saved, loaded or scored. A new flavor subclasses
+:class:`Flavor` in its own module here and is registered below (or, from outside,
+with :func:`register_flavor`).
+"""
+
+from raylake.models.flavors.base import (
+    Flavor,
+    SavedModel,
+    flavor_names,
+    get_flavor,
+    register_flavor,
+    unregister_flavor,
+)
+from raylake.models.flavors.torch_flavor import TorchFlavor
+from raylake.models.flavors.xgboost_flavor import XGBoostFlavor
+
+register_flavor(XGBoostFlavor())
+register_flavor(TorchFlavor())
+
+__all__ = [
+    "Flavor",
+    "SavedModel",
+    "TorchFlavor",
+    "XGBoostFlavor",
+    "flavor_names",
+    "get_flavor",
+    "register_flavor",
+    "unregister_flavor",
+]

@@ -1,0 +1,48 @@
+"""The Serve config of the model server: what ``serve deploy`` (or a RayService's
+``serveConfigV2``) runs for the arms deployed by ``raylake serve``, pinned to their
+versions."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+APP_NAME = "model"
+IMPORT_PATH = "raylake.serve.app:app_builder"
+
+
+def serve_config(conf: Any, arms: list[Any]) -> dict[str, Any]:
+    """A Serve config (ServeDeploySchema) running this server with ``arms`` pinned."""
+    from raylake.serve.app import DEPLOYMENT, deployment_options
+
+    ms = asdict(conf.model_server)
+    ms["arms"] = {a.name: {"model": f"{a.model}:{a.version}", "weight": a.weight,
+                           "shadow": a.shadow} for a in arms}
+    ms["config_file"] = None
+    config: dict[str, Any] = {
+        "lake": {"root": conf.lake.root, "storage_options": dict(conf.lake.storage_options)},
+        "model_server": ms,
+    }
+    if conf.model_server.feature_service:
+        config["features"] = asdict(conf.features)
+        config["online"] = asdict(conf.online)
+    options = deployment_options(conf.model_server)
+    return {
+        "proxy_location": "EveryNode",
+        "http_options": {"host": conf.model_server.host, "port": conf.model_server.port},
+        "applications": [{
+            "name": APP_NAME,
+            "route_prefix": "/",
+            "import_path": IMPORT_PATH,
+            "args": {"config": config},
+            "deployments": [{"name": DEPLOYMENT, **options}],
+        }],
+    }
+
+
+def write_serve_config(path: str, config: dict[str, Any]) -> None:
+    import yaml
+
+    with open(path, "w") as f:
+        f.write("# Written by `raylake serve`; deploy with `serve deploy " + path + "`.\n")
+        yaml.safe_dump(config, f, sort_keys=False)

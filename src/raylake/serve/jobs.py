@@ -1,0 +1,60 @@
+"""Serving jobs: ``raylake serve`` (the model server), ``raylake batch-predict`` and
+``raylake ab report``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from raylake.runner import JobContext, job
+from raylake.serve import ab_report as ab
+from raylake.serve import batch
+
+
+@job("serve", help="serve a registered model on Ray Serve (model=NAME[:REF], A/B arms, "
+                   "request log)", record=False)
+def serve(ctx: JobContext, *, blocking: bool = True) -> dict[str, Any]:
+    """Deploy the app of ``serve/app.py`` with ``serve.run``, print its URL and block like
+    ``serve-features``. With ``model_server.config_file=PATH`` it also writes the Serve
+    config for the same arms, pinned to the versions deployed now."""
+    import time
+
+    from ray import serve as ray_serve
+
+    from raylake.models.registry import ModelRegistry
+    from raylake.serve.ab import resolve_arms
+    from raylake.serve.app import build_app
+    from raylake.serve.deploy import APP_NAME, serve_config, write_serve_config
+
+    conf, lake = ctx.conf, ctx.lake
+    ms = conf.model_server
+    arms = resolve_arms(conf.model, ms.arms, ModelRegistry(lake))
+    if ms.config_file:
+        write_serve_config(ms.config_file, serve_config(conf, arms))
+        ctx.echo(f"Serve config written to {ms.config_file} (serve deploy {ms.config_file})")
+    ray_serve.start(http_options={"host": ms.host, "port": ms.port})
+    handle = ray_serve.run(build_app(conf, lake), name=APP_NAME, route_prefix="/",
+                           blocking=False)
+    shown = ", ".join(f"{a.name}={a.model}:{a.version}" + (" (shadow)" if a.shadow else
+                                                           f" ({a.weight:g})") for a in arms)
+    ctx.echo(f"model server on http://{ms.host}:{ms.port} (POST /predict, GET /health); "
+             f"arms: {shown}")
+    while blocking:  # a server job's process stays until stopped; tests and chain return
+        time.sleep(3600)
+    return {"handle": handle, "arms": arms}
+
+
+@job("batch-predict", help="score a lake table with a registered model (Ray Data actors) "
+                           "into the lake", check=batch.check_config)
+def batch_predict(ctx: JobContext) -> dict[str, Any]:
+    """Ray Data actors score a table version; one Delta commit, once per model and input."""
+    return batch.score_table(ctx.lake, ctx.conf, ctx.record)
+
+
+@job("ab-report", help="an A/B test's answers joined with outcomes: per-arm rates or means, "
+                       "intervals, significance, sample size (`raylake ab report`)",
+     ray=False, check=ab.check_config)
+def ab_report(ctx: JobContext) -> dict[str, Any]:
+    """The report of :func:`raylake.serve.ab_report.analyse`, printed and appended."""
+    report = ab.run_report(ctx.lake, ctx.conf, ctx.record)
+    report["summary"] = ab.format_report(report)
+    return report
