@@ -43,7 +43,7 @@ def overrides(root: str, *extra: str) -> list[str]:
     return [f"lake.root={root}", "train.table=train_set", "train.label=delayed",
             "train.exclude=[flight]", "train.categorical=[carrier]",
             "train.split.valid_start=2013-08-01", "train.split.test_start=2013-09-15",
-            "train.xgboost.num_boost_round=20", "train.checkpoint_every=10",
+            "train.xgboost.num_boost_round=20", "train.checkpoint_every=5",
             "train.xgboost.params.max_depth=3", "train.model_name=toy", *extra]
 
 

@@ -67,6 +67,8 @@ def _quote_selections(args: Sequence[str]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``raylake`` with ``argv`` (``sys.argv[1:]`` when None) and return the exit
+    status; a RaylakeError or an unknown command is printed to stderr and gives 2."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help", "help"):
         print(_usage())

@@ -43,6 +43,8 @@ class Tree:
     note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
+        """The tree as JSON-ready dicts: each node's text, kind, name and version, a summary
+        of its run, its note and its children."""
         return {"node": str(self.node), "kind": self.node.kind, "name": self.node.name,
                 "version": self.node.version,
                 "run": _run_summary(self.run) if self.run else None, "note": self.note,
@@ -88,6 +90,9 @@ class Lineage:
     # -- upstream -----------------------------------------------------------------
 
     def producer(self, node: Node) -> dict[str, Any] | None:
+        """The succeeded run that made ``node``: for a model version the run that registered
+        it, for a table version the run that wrote the nearest version at or below it; None
+        for other kinds or when no recorded run did."""
         if node.kind == "model":
             from raylake.models.registry import ModelRegistry
 
@@ -100,6 +105,10 @@ class Lineage:
         return max(written, key=lambda vr: vr[0])[1] if written else None
 
     def upstream(self, node: Node, depth: int = 20, _seen: set | None = None) -> Tree:
+        """The tree of what ``node`` came from, following recorded runs' inputs up to
+        ``depth`` levels; a node already shown is not expanded again. A request starts at
+        the model versions that answered it (ConfigError or TableNotFoundError when it is
+        not in the request log)."""
         seen = set() if _seen is None else _seen
         if node.kind == "request":
             return self._request(node, depth, seen)
@@ -128,8 +137,8 @@ class Lineage:
                                           note=f"fingerprint {i.get('fingerprint', '')}"[:60]))
             elif i.get("via"):
                 continue  # read through the training set: shown under it
-            elif _key(i) and i.get("version") is not None:
-                kind, name = _key(i)
+            elif (key := _key(i)) and i.get("version") is not None:
+                kind, name = key
                 tree.children.append(self.upstream(Node(kind, name, int(i["version"])),
                                                    depth - 1, seen))
         return tree
@@ -159,6 +168,9 @@ class Lineage:
     # -- downstream ---------------------------------------------------------------
 
     def downstream(self, node: Node, depth: int = 20, _seen: set | None = None) -> Tree:
+        """The tree of what was made from ``node``: each succeeded run that read it, with
+        that run's outputs, followed up to ``depth`` levels; a model's note counts the
+        requests it answered (shadow and failed ones left out)."""
         seen = set() if _seen is None else _seen
         tree = Tree(node)
         if depth <= 0:
@@ -171,8 +183,8 @@ class Lineage:
             seen.add(run["run_id"])
             reader = Tree(Node("run", run["run_id"]), run)
             for out in run["outputs"] or []:
-                if _key(out) and out.get("version") is not None:
-                    kind, name = _key(out)
+                if (key := _key(out)) and out.get("version") is not None:
+                    kind, name = key
                     reader.children.append(self.downstream(Node(kind, name, int(out["version"])),
                                                            depth - 1, seen))
             tree.children.append(reader)
@@ -194,6 +206,8 @@ class Lineage:
 
 
 def render(tree: Tree, *, downstream: bool = False, indent: int = 0) -> list[str]:
+    """``tree`` as text, one line per node indented by depth: each node with the run that
+    made it (left out with ``downstream``, where runs are nodes of their own) and its note."""
     pad = "  " * indent
     if tree.node.kind == "run":
         line = f"{pad}-> {_run_text(tree.run)}"

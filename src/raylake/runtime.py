@@ -12,6 +12,8 @@ from raylake.errors import RuntimeConnectError
 
 log = logging.getLogger(__name__)
 
+TRAIN_POLL_ENV, TRAIN_POLL_S = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25"
+
 
 def resolve_address(address: str | None) -> str | None:
     """``ray.address`` from config wins, then RAY_ADDRESS; None means a new local Ray.
@@ -36,6 +38,10 @@ def ensure_ray(ray_cfg: Any) -> dict[str, Any]:
         # "local" always starts a new Ray; a cluster left running on this
         # machine by `ray start` is joined only when asked (ray.address=auto).
         kwargs.update(num_cpus=ray_cfg.num_cpus, include_dashboard=ray_cfg.include_dashboard)
+        # Ray Train's controller collects a worker's report when it polls, every 2 s by
+        # default, and the worker waits for it: a 4-report run lost up to 8 s. The local
+        # Ray's processes inherit this environment (a cluster sets its own).
+        os.environ.setdefault(TRAIN_POLL_ENV, TRAIN_POLL_S)
         if not ray_cfg.include_dashboard:
             kwargs["runtime_env"] = {"worker_process_setup_hook": "raylake.runtime.quiet_workers"}
     try:

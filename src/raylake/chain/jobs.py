@@ -55,6 +55,9 @@ def chain(ctx: JobContext) -> dict[str, Any]:
     started = time.perf_counter()
 
     def step(n: int, title: str, job: str, **keys: Any) -> DictConfig:
+        """Print step ``n``'s heading (with the seconds since the chain started) and return
+        a copy of the composed config for job ``job``, with ``keys`` (dotted config keys)
+        set."""
         echo(f"\n== {n}/8 {title} ({time.perf_counter() - started:.0f}s)")
         c = cfg.copy()
         OmegaConf.set_struct(c, False)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 import pyarrow as pa
@@ -54,7 +54,9 @@ def compute(lake: Any, name: str, agg: Any, join_keys: list[str], run_id: str) -
     ds = ray.data.read_delta(dtab.table_uri, version=version, columns=cols,
                              storage_options=lake.storage.delta_options())
     parts = max(2, int(ray.cluster_resources().get("CPU", 2)) * 2)
-    split = [split_by_keys.options(num_returns=parts).remote(b, join_keys, parts) for b in ds.to_arrow_refs()]
+    # parts >= 2: each call gives a list of refs (Ray's stubs say one ref).
+    split = [cast(list[ray.ObjectRef], split_by_keys.options(num_returns=parts).remote(b, join_keys, parts))
+             for b in ds.to_arrow_refs()]
     results = ray.get([
         _aggregate_part.remote(lake.storage, agg.output_table, join_keys, agg.timestamp_field,
                                agg.column, list(agg.functions), agg.window, window, step,

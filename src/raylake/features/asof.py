@@ -25,7 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from raylake.errors import ConfigError
+from raylake.errors import ConfigError, RaylakeError
 
 _NO_TIME = np.iinfo(np.int64).max
 # Up to this many (key, time rank) cells, a view keeps the answer of every cell, so a
@@ -95,6 +95,8 @@ def prepare(view: str, table: pa.Table, keys: list[str], features: list[tuple[st
         keep &= valid
     rows = np.flatnonzero(keep)
     code = code[rows]
+    times: np.ndarray | None = None  # distinct event times (ns), sorted; None for static views
+    ts: np.ndarray | None = None  # per sorted row: its event time (ns); None for static views
     if timestamp is not None:
         t = t[rows]
         if created is not None:
@@ -107,13 +109,14 @@ def prepare(view: str, table: pa.Table, keys: list[str], features: list[tuple[st
         times = np.unique(t)
         search = code * (len(times) + 1) + np.searchsorted(times, t) + 1
         taken = rows[order]
+        ts = t
     else:
         order = np.argsort(code, kind="stable")
         code = code[order]
         last = np.ones(len(code), dtype=bool)
         last[:-1] = code[1:] != code[:-1]  # the last row read of each key wins
         code, taken = code[last], rows[order[last]]
-        search, times, t = code, None, None
+        search = code
     codes = len(levels[-1][1]) if levels[-1][1] is not None else len(levels[-1][0])
     cells = codes * (len(times) + 1) if times is not None else codes
     lookup = None
@@ -125,7 +128,7 @@ def prepare(view: str, table: pa.Table, keys: list[str], features: list[tuple[st
     values = table.select([f for f, _ in features]).take(pa.array(taken, pa.int64()))
     values = pa.table([_as_type(values.column(f), typ) for f, typ in features],
                       names=[f for f, _ in features]).combine_chunks()
-    return FeatureSide(view, tuple(keys), levels, code, search, codes, lookup, times, t, ttl_ns,
+    return FeatureSide(view, tuple(keys), levels, code, search, codes, lookup, times, ts, ttl_ns,
                        values)
 
 
@@ -155,10 +158,15 @@ def probe(side: FeatureSide, block: pa.Table, times: tuple[np.ndarray, np.ndarra
     # Rows whose keys matched nothing keep a code in range, to index with; ok drops them.
     code = np.clip(code, 0, side.codes - 1)
     if side.times is None:
+        if side.lookup is None:  # prepare gives every static view a lookup
+            raise RaylakeError(f"Static view {side.view!r} has no lookup table; prepare it again.")
         idx = side.lookup[code]
         ok &= idx >= 0
         np.maximum(idx, 0, out=idx)
     else:
+        if times is None or side.ts is None:
+            raise RaylakeError(f"View {side.view!r} joins by event time: probe needs the block's "
+                               "entity times (times=nanos(entity time column)).")
         t, valid = times
         ok &= valid
         # 1 + the rank of the latest feature time <= t (0: earlier than all), then the

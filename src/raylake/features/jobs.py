@@ -211,6 +211,8 @@ def _with_label(ds: ray.data.Dataset, name: str, label: str, drop_null: bool) ->
     expr = parse_selection(label)
 
     def add(block: pa.Table) -> pa.Table:
+        """``block`` with the label column ``name`` computed from the label expression; rows
+        whose label is null are dropped when ``drop_null``."""
         import pyarrow.dataset as pds
 
         values = pds.dataset(block).to_table(columns={"_l": expr}).column("_l")

@@ -65,7 +65,8 @@ class RetrievalJob:
 
     def to_dataset(self) -> ray.data.Dataset:
         """The partitions as a Ray Dataset (not in entity order; with the row index column)."""
-        return ray.data.from_arrow_refs(self.refs)
+        # Ray types from_arrow_refs with its documentation-only ray.types.ObjectRef.
+        return ray.data.from_arrow_refs(self.refs)  # type: ignore[arg-type]
 
 
 def get_historical_features(
@@ -180,11 +181,15 @@ class _ViewJoin:
 
     @property
     def columns(self) -> list[str]:
+        """The columns read from the view's source: join keys, the timestamp and
+        created-timestamp columns where set, then the features joined (each once)."""
         v = self.view
         return list(dict.fromkeys([*v.join_keys, *(c for c in (v.timestamp_field,
                                    v.created_timestamp_column) if c), *self.feats]))
 
     def prepare(self, table: pa.Table) -> asof.FeatureSide:
+        """``table`` (rows of the view's source) as the feature side of the as-of join, with
+        the view's TTL in nanoseconds (None without a TTL or a timestamp field)."""
         v = self.view
         types = dict(v.features)
         ttl = None if v.ttl is None or v.timestamp_field is None else \
@@ -213,10 +218,10 @@ def _join_views(lake: Any, joins: list[_ViewJoin], blocks: list[ray.ObjectRef], 
             continue
         keys = list(j.view.join_keys)
         feature_refs = _feature_blocks(lake, j)
-        ent_parts = [split_by_keys.options(num_returns=parts).remote(b, keys, parts) for b in blocks]
-        feat_parts = [split_by_keys.options(num_returns=parts).remote(b, keys, parts) for b in feature_refs]
-        ent_parts = [p if isinstance(p, list) else [p] for p in ent_parts]
-        feat_parts = [p if isinstance(p, list) else [p] for p in feat_parts]
+        ent_parts = [_refs(split_by_keys.options(num_returns=parts).remote(b, keys, parts))
+                     for b in blocks]
+        feat_parts = [_refs(split_by_keys.options(num_returns=parts).remote(b, keys, parts))
+                      for b in feature_refs]
         blocks = [_join.remote(j, ts_col, [e[i] for e in ent_parts], *[f[i] for f in feat_parts])
                   for i in range(parts)]
     if not small:
@@ -224,6 +229,11 @@ def _join_views(lake: Any, joins: list[_ViewJoin], blocks: list[ray.ObjectRef], 
     sides = [_broadcast_side.remote(lake, j) for j in small]
     order = [n for j in joins for n in j.names.values()]  # the views' order, whichever path
     return [_join_broadcast.remote(b, small, ts_col, order, *sides) for b in blocks]
+
+
+def _refs(out: ray.ObjectRef | list[ray.ObjectRef]) -> list[ray.ObjectRef]:
+    """A task's refs: ``num_returns=n`` gives a list, or one ref when n is 1."""
+    return out if isinstance(out, list) else [out]
 
 
 def _feature_blocks(lake: Any, j: _ViewJoin) -> list[ray.ObjectRef]:

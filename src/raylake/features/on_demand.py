@@ -35,17 +35,24 @@ class OnDemandFeatureView:
 
     @property
     def feature_names(self) -> list[str]:
+        """The names of the view's output features, in declared order."""
         return [f for f, _ in self.features]
 
     @property
     def request_names(self) -> list[str]:
+        """The names of the request fields the function reads, in declared order."""
         return [f for f, _ in self.request]
 
     def load(self) -> Callable[[pd.DataFrame], pd.DataFrame]:
+        """The view's function, imported now; ConfigError when it cannot be (see
+        :func:`load_function`)."""
         return load_function(self.function, self.name)
 
 
 def load_function(path: str, view: str) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """The callable at ``path`` (``"package.module:function"``), imported on this process;
+    ConfigError naming on-demand view ``view`` when the path is malformed, cannot be
+    imported or is not callable."""
     module_name, _, attr = path.partition(":")
     if not module_name or not attr:
         raise ConfigError(
@@ -79,6 +86,8 @@ class Plan:
 
 
 def plan(registry: Any, wanted: dict[str, list[str]]) -> Plan:
+    """The :class:`Plan` for ``wanted`` (view -> features): stored views' features as asked,
+    plus every feature of each on-demand view's source views, fetched as its inputs."""
     requested = {v: list(fs) for v, fs in wanted.items() if v not in registry.on_demand}
     fetch = {v: list(fs) for v, fs in requested.items()}
     odfvs = []

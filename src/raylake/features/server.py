@@ -56,17 +56,21 @@ def encode_response(result: dict[str, Any]) -> bytes:
     one list of event times (and of statuses when all are present), and encoding those
     again per feature would cost more than the lookup itself."""
     results = result.get("results")
+    if not isinstance(results, list):  # not Feast's shape: encoded as it is
+        return _DUMPS(result).encode()
     try:
-        rows = len(results[0]["values"])  # type: ignore[index]
+        rows = len(results[0]["values"])
     except (TypeError, LookupError):
         rows = 0
     # Short lists: one encoder call is cheaper than checking the shape and sharing lists.
     if rows < 8 or result.keys() != {"metadata", "results"} or not all(
-            type(r) is dict and r.keys() == _COLUMN_KEYS for r in results):  # type: ignore[union-attr]
+            type(r) is dict and r.keys() == _COLUMN_KEYS for r in results):
         return _DUMPS(result).encode()
     memo: dict[int, str] = {}
 
     def once(values: Any) -> str:
+        """``values`` as JSON, encoded once per list object: a list shared between columns
+        is encoded the first time and reused after."""
         text = memo.get(id(values))  # every list lives in `result` while this runs
         if text is None:
             text = memo[id(values)] = _DUMPS(values)
@@ -136,6 +140,8 @@ class FeatureServer:
         self._types = {**self.registry.key_types(), **self.registry.request_types()}
 
     async def __call__(self, request: Request) -> Response:
+        """Route ``request`` to its handler in ``_ROUTES``: 404 for an unknown path, 405
+        (with ``Allow``) for a method the route does not take."""
         scope = request.scope
         path, root = scope["path"], scope.get("root_path", "")
         route = _ROUTES.get(path[len(root):] if root and path.startswith(root) else path)
@@ -215,12 +221,12 @@ class FeatureServer:
         features = body.get("feature_service") or body.get("features")
         if not features:
             raise BadRequest(400, "Give 'features': ['view:feature', ...] or 'feature_service'.")
-        entities = body.get("entities")
-        self._check_entities(entities)
+        entities = self._check_entities(body.get("entities"))
         return get_online_features(self.store, self.registry, features, entities,
                                    full_feature_names=bool(body.get("full_feature_names")))
 
-    def _check_entities(self, entities: Any) -> None:
+    def _check_entities(self, entities: Any) -> dict[str, list[Any]]:
+        """``entities`` once it is a dict of lists of the keys' types (else BadRequest)."""
         if not isinstance(entities, dict) or not entities:
             raise BadRequest(400, "Give 'entities': {\"join_key\": [values, ...]}.")
         types = self._types
@@ -237,6 +243,7 @@ class FeatureServer:
                         isinstance(v, bool) and bool not in allowed)):
                     raise BadRequest(422, f"entities.{key} holds {v!r} ({type(v).__name__}); "
                                           f"{key} is {types[key]}.")
+        return entities
 
     def _append_offline(self, view, rows: list[dict[str, Any]], pa) -> None:
         from raylake.lake.commit import write_table
@@ -263,7 +270,8 @@ def build_app(conf: Any, lake: Any, store: StoreSettings):
     from dataclasses import asdict
 
     fs = conf.feature_server
-    deployment = FeatureServer.options(
+    # Ray's stubs do not show what @serve.deployment makes of the class (a Deployment).
+    deployment = FeatureServer.options(  # type: ignore[attr-defined]
         autoscaling_config={"min_replicas": fs.min_replicas, "max_replicas": fs.max_replicas,
                             "target_ongoing_requests": fs.target_ongoing_requests},
         ray_actor_options={"num_cpus": fs.replica_cpus},

@@ -12,6 +12,9 @@ import pandas as pd
 
 
 def weather_derived(df: pd.DataFrame) -> pd.DataFrame:
+    """``temp_dewp_spread`` (temperature minus dew point, in °F) and ``low_visibility``
+    (visibility under 3 miles) from ``temp``, ``dewp`` and ``visib``; null where an input is
+    null or not a number."""
     temp = pd.to_numeric(df["temp"], errors="coerce")
     dewp = pd.to_numeric(df["dewp"], errors="coerce")
     visib = pd.to_numeric(df["visib"], errors="coerce")
@@ -22,6 +25,8 @@ def weather_derived(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def departure_time(df: pd.DataFrame) -> pd.DataFrame:
+    """``dep_minute_of_day`` (minutes after midnight) and ``evening`` (scheduled at 17:00 or
+    later) from ``sched_dep_time`` (HHMM as an integer, e.g. 1545); null where it is null."""
     # sched_dep_time is HHMM as an integer (e.g. 1545 for 15:45).
     hhmm = pd.to_numeric(df["sched_dep_time"], errors="coerce")
     minute = (hhmm // 100) * 60 + hhmm % 100

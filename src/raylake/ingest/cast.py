@@ -91,6 +91,8 @@ def cast_array(raw: pa.Array, spec: ColumnSpec) -> tuple[pa.Array, pa.Array | No
     failed = np.zeros(len(raw), dtype=bool)
 
     def go(lo: int, hi: int) -> None:
+        """Cast ``raw[lo:hi]`` onto ``pieces``; where that fails, halve the range until each
+        failing value is alone, then append it as null and flag it in ``failed``."""
         part = raw.slice(lo, hi - lo)
         try:
             pieces.append(_cast(part, spec))

@@ -79,7 +79,7 @@ def resolve_duplicates(
         return DedupResult(data)
 
     fs, root = target.storage.filesystem()
-    out = list(data)
+    out: list[dict | None] = list(data)  # None: a file whose rows were all duplicates
     dropped: list[pa.Table] = []
     raws: list[str] = []
     for file_no, rows in dups.groupby("file"):

@@ -108,14 +108,18 @@ class _Plan:
 
     @property
     def app_id(self) -> str:
+        """The Delta application transaction id of this input's commits (from its
+        fingerprint): a re-run over the same input finds it and commits nothing."""
         return f"raylake.ingest.{self.fingerprint}"
 
     @property
     def qname(self) -> str:
+        """The name of the table's quarantine table."""
         return quarantine_table(self.name)
 
     @property
     def primary_key(self) -> list[str]:
+        """The table's declared primary key columns (empty when it has none)."""
         return list(self.tcfg.primary_key)
 
 
@@ -328,13 +332,17 @@ def _save_profiles(plan: _Plan, write: _WritePass, out: WorkerOutputs,
     lake, opts, prof = plan.lake, plan.opts, out.profile
     if not (opts.profile and not write.merging and prof.rows):
         return
+    version = result.version
+    if version is None:  # _commit sets it before the profiles are saved
+        raise IngestError(f"Table {plan.name!r} has no committed version to profile.")
     if result.duplicates:  # the merged block profiles still count the removed rows
         prof = Profile.empty()
         for d in out.data:
             prof = prof.merge(Profile.of(_read_data_file(lake, write.target, d)))
-    save_profiles(lake, plan.name, result.version, {"": prof}, run_id=opts.run_id)
-    if out.segments and not result.duplicates:
-        save_profiles(lake, plan.name, result.version, out.segments,
+    save_profiles(lake, plan.name, version, {"": prof}, run_id=opts.run_id)
+    # Segments are profiled only with segment_by set.
+    if out.segments and opts.segment_by and not result.duplicates:
+        save_profiles(lake, plan.name, version, out.segments,
                       segment_column=opts.segment_by, run_id=opts.run_id)
     result.profiled = True
 

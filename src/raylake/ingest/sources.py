@@ -10,6 +10,7 @@ row carries its file index and record number for the quarantine.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import importlib.util
 import io
@@ -218,7 +219,7 @@ class RawRowsDatasource(Datasource):
             meta = BlockMetadata(num_rows=None, size_bytes=f.size * 2, input_files=(f.path,), exec_stats=None)
             tasks.append(
                 ReadTask(
-                    lambda f=f, index=index: read_file(f.path, index, spec, columns, block_rows),
+                    functools.partial(read_file, f.path, index, spec, columns, block_rows),
                     meta,
                     per_task_row_limit=per_task_row_limit,
                 )
@@ -265,6 +266,8 @@ def _parse_csv(data: bytes, opts: CsvOptions, columns: Sequence[str]) -> pa.Tabl
     bad: list[tuple[int | None, str, str]] = []
 
     def on_invalid(row) -> str:  # pyarrow.csv.InvalidRow
+        """pyarrow's handler for a malformed CSV line: records it (line number, text,
+        reason) in ``bad`` and skips it."""
         bad.append((row.number, row.text, f"malformed CSV line: expected {row.expected_columns} "
                     f"fields, found {row.actual_columns}"))
         return "skip"
@@ -307,7 +310,9 @@ def _parse_csv(data: bytes, opts: CsvOptions, columns: Sequence[str]) -> pa.Tabl
 
 def _parse_jsonl(data: bytes, columns: Sequence[str]) -> pa.Table:
     values: dict[str, list] = {c: [] for c in columns}
-    rows, errors, raws = [], [], []
+    rows: list[int] = []
+    errors: list[str | None] = []
+    raws: list[str | None] = []
     for number, line in enumerate(data.decode("utf8", errors="replace").splitlines(), start=1):
         if not line.strip():
             continue

@@ -118,6 +118,8 @@ def profile_source(files: Sequence[SourceFile], spec: SourceSpec, specs: list[Co
     names = [s.name for s in specs]
 
     def profile_block(block: pa.Table) -> pa.Table:
+        """The profile of the rows of ``block`` that cast cleanly (rows bound for the
+        quarantine left out), serialized, as a one-row table."""
         cast = cast_block(block, specs, primary_key)
         good = cast.filter(cast.column(ERROR).is_null()).select(names)
         return pa.table({"p": [Profile.of(good).to_bytes()]})

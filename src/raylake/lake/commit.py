@@ -27,6 +27,9 @@ COMMIT_RETRIES = 20
 
 def commit_properties(app_id: str | None, run_id: str | None, job: str | None,
                       rows: int | None = None) -> CommitProperties:
+    """Delta commit properties: ``raylake.run_id``, ``raylake.job`` and ``raylake.rows`` as
+    commit metadata where given, delta-rs's retries of conflicting appends, and ``app_id``
+    as the application transaction that makes the commit idempotent."""
     meta: dict[str, object] = {
         k: v for k, v in {"raylake.run_id": run_id, "raylake.job": job}.items() if v
     }

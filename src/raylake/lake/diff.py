@@ -33,10 +33,15 @@ class TableDiff:
     removed_sample: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        """The diff's fields as a dict (a shallow copy)."""
         return self.__dict__.copy()
 
 
 def diff_versions(lake: Lake, name: str, v1: VersionRef, v2: VersionRef, sample: int = 5) -> TableDiff:
+    """What changed in table ``name`` from version ``v1`` to ``v2`` (numbers, tags or
+    timestamps): columns added, removed or retyped, and rows added and removed over the
+    shared columns, with up to ``sample`` of each. Only the files one version has and the
+    other lacks are read."""
     old = lake.table(name, v1)
     new = lake.table(name, v2)
     result = TableDiff(name, old.version(), new.version())

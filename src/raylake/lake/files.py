@@ -15,7 +15,7 @@ import urllib.parse
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -36,7 +36,7 @@ class WrittenFile:
     path: str  # relative to the folder written
     size: int
     partition_values: dict[str, str | None]
-    stats: dict
+    stats: dict[str, Any]
     rows: int
     positions: np.ndarray  # row index in the written table of each row in the file, in file order
 
@@ -90,7 +90,7 @@ def file_records(files: Sequence[WrittenFile], schema: pa.Schema) -> list[dict[s
             for f in files]
 
 
-def file_stats(table: pa.Table) -> dict:
+def file_stats(table: pa.Table) -> dict[str, Any]:
     """Delta file statistics: numRecords, nullCount, and min/max where exact."""
     nulls: dict[str, int] = {}
     mins: dict[str, object] = {}
@@ -110,7 +110,7 @@ def file_stats(table: pa.Table) -> dict:
     return {"numRecords": table.num_rows, "minValues": mins, "maxValues": maxs, "nullCount": nulls}
 
 
-def _stat_value(value, t: pa.DataType):
+def _stat_value(value: Any, t: pa.DataType) -> Any:
     if pa.types.is_timestamp(t):
         if value.tzinfo is None:
             value = value.replace(tzinfo=dt.timezone.utc)
@@ -124,11 +124,11 @@ def _stat_value(value, t: pa.DataType):
     return value
 
 
-def _partition_text(value) -> str | None:
+def _partition_text(value: Any) -> str | None:
     if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NaT:
         return None
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
+    if hasattr(value, "isoformat"):  # dates, times, pandas Timestamps
+        return cast(str, value.isoformat())
     if isinstance(value, (bool, np.bool_)):
         return str(bool(value)).lower()
     if isinstance(value, (np.integer,)):

@@ -51,6 +51,7 @@ _JSON_FIELDS = ("config", "inputs", "outputs", "metrics")
 
 
 def new_run_id(job: str) -> str:
+    """A new unique run id: ``<job>-<UTC time as YYYYmmddTHHMMSS>-<8 hex digits>``."""
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
     return f"{job}-{stamp}-{uuid.uuid4().hex[:8]}"
 
@@ -98,12 +99,16 @@ class RunRecord:
         self.code_version = self.code_version or code_version()
 
     def add_input(self, **entry: Any) -> None:
+        """Record one thing the run read (e.g. ``table=..., version=...``)."""
         self.inputs.append(entry)
 
     def add_output(self, **entry: Any) -> None:
+        """Record one thing the run wrote (e.g. ``table=..., version=..., rows=...``)."""
         self.outputs.append(entry)
 
     def to_row(self) -> dict[str, Any]:
+        """The record as a row of ``_runs``: config, inputs, outputs and metrics as JSON,
+        the duration in seconds (None until it ended) and this host's name."""
         ended = self.ended_at
         return {
             "run_id": self.run_id,
@@ -178,6 +183,8 @@ def list_runs(lake: Lake, job: str | None = None, limit: int | None = None) -> l
 
 
 def get_run(lake: Lake, run_id: str) -> dict[str, Any]:
+    """The latest record of run ``run_id`` (JSON fields decoded); RunNotFoundError when the
+    lake has no such run."""
     runs = {r["run_id"]: r for r in list_runs(lake)}
     if run_id not in runs:
         raise RunNotFoundError(

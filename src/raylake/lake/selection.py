@@ -9,13 +9,14 @@ from __future__ import annotations
 import ast
 import datetime as dt
 import re
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow.compute as pc
 
 from raylake.errors import ConfigError
 
-_COMPARE = {
+_COMPARE: dict[type[ast.cmpop], Callable[[pc.Expression, Any], pc.Expression]] = {
     ast.Eq: lambda a, b: a == b,
     ast.NotEq: lambda a, b: a != b,
     ast.Lt: lambda a, b: a < b,

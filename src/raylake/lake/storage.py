@@ -12,6 +12,8 @@ from raylake.errors import LakeError
 
 
 def is_uri(path: str) -> bool:
+    """True when ``path`` has a scheme (``s3://...``, ``file://...``), False for a plain
+    local path."""
     return "://" in path
 
 
@@ -24,6 +26,8 @@ class Storage:
 
     @classmethod
     def from_config(cls, root: str, options: dict[str, str] | None = None) -> Storage:
+        """Storage at ``root``: a ``file://`` prefix dropped, a local path made absolute
+        (``~`` expanded); LakeError when ``root`` is empty."""
         if not root:
             raise LakeError("lake.root is empty; set it to a folder or an s3:// URI.")
         if root.startswith("file://"):
@@ -34,9 +38,12 @@ class Storage:
 
     @property
     def local(self) -> bool:
+        """True when the root is a local folder, not a URI."""
         return not is_uri(self.root)
 
     def uri(self, relative: str) -> str:
+        """``relative`` (a ``/``-separated path) under the root: an OS path for a local
+        root, a URI otherwise."""
         if self.local:
             return os.path.join(self.root, *relative.split("/"))
         return posixpath.join(self.root, relative)
@@ -48,6 +55,7 @@ class Storage:
         return filesystem_for(self.root, self.options)
 
     def delta_options(self) -> dict[str, str] | None:
+        """The storage options for deltalake, or None when there are none."""
         return dict(self.options) or None
 
 

@@ -49,16 +49,21 @@ class Lake:
 
     @classmethod
     def from_config(cls, lake_cfg: Any) -> Lake:
+        """The lake that config ``lake`` (``root`` and ``storage_options``) describes."""
         return cls(Storage.from_config(lake_cfg.root, dict(lake_cfg.storage_options or {})))
 
     @property
     def root(self) -> str:
+        """The lake's root folder or URI."""
         return self.storage.root
 
     def uri(self, name: str, *, system: bool = False) -> str:
+        """Where table ``name`` lives; TableNameError for an unsafe name (``system=True``
+        admits raylake's own ``_`` tables)."""
         return self.storage.uri(validate_table_name(name, system=system))
 
     def exists(self, name: str, *, system: bool = False) -> bool:
+        """True when a Delta table exists at ``name``'s location."""
         return DeltaTable.is_deltatable(self.uri(name, system=system), self.storage.delta_options())
 
     # -- reading -----------------------------------------------------------
@@ -136,9 +141,14 @@ class Lake:
         return dtab.to_pyarrow_dataset(filesystem=self.arrow_filesystem(name, system=system))
 
     def version(self, name: str, *, system: bool = False) -> int:
+        """The latest version of table ``name``; TableNotFoundError when there is no such
+        table."""
         return self.table(name, system=system).version()
 
     def count(self, name: str, version: VersionRef = None) -> int:
+        """Rows of table ``name`` at ``version`` (latest if None), summed from the Delta
+        log's file statistics; counted by ``DeltaTable.count()`` instead when a file has no
+        row count."""
         dtab = self.table(name, version)
         actions = dtab.get_add_actions(flatten=True)
         records: list[Any] = (list(actions.column("num_records").to_pylist())
@@ -166,6 +176,9 @@ class Lake:
         return sorted(found)
 
     def list_tables(self, *, include_system: bool = False) -> list[dict[str, Any]]:
+        """One dict per table (raylake's own too with ``include_system``): its name, latest
+        version, files, rows (from file statistics; a file without them counts 0) and
+        partition columns."""
         rows = []
         for name in self.names(include_system=include_system):
             dtab = self.table(name, system=True)

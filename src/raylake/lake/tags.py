@@ -48,6 +48,8 @@ class TagStore:
         return [latest[k] for k in sorted(latest)]
 
     def get(self, table: str, tag: str) -> int:
+        """The version that ``tag`` of ``table`` names (its latest definition);
+        VersionNotFoundError when the table has no such tag."""
         tags = {t["tag"]: t["version"] for t in self.list(table)}
         if tag not in tags:
             raise VersionNotFoundError(

@@ -29,6 +29,8 @@ class TabularMLP(nn.Module):
     with one output: the logit of the positive class.
     """
 
+    _max_code: torch.Tensor  # a buffer (register_buffer in __init__); nn.Module types it loosely
+
     def __init__(
         self,
         num_numeric: int,

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import json
 import re
@@ -66,17 +67,22 @@ class ModelVersion:
 
     @property
     def ref(self) -> str:
+        """``NAME:VERSION``: the reference to exactly this version."""
         return f"{self.name}:{self.version}"
 
     @property
     def feature_names(self) -> list[str]:
+        """The names of the model's input features, in registered order."""
         return [f["name"] for f in self.features]
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as plain dicts and lists (``dataclasses.asdict``)."""
         return asdict(self)
 
 
 def validate_model_name(name: str) -> str:
+    """Return ``name`` if it is a valid model name (letters, digits, ``_`` and ``-``,
+    starting with a letter or digit, at most 128 characters), else raise ModelError."""
     if not isinstance(name, str) or not _NAME.match(name):
         raise ModelError(
             f"Model name {name!r} must start with a letter or digit and contain only letters, "
@@ -141,6 +147,8 @@ class ModelRegistry:
         now = _now()
 
         def build(events: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+            """The ``registered`` row of the next version of ``name`` (one past the highest
+            in ``events``) and that version number."""
             mine = [e for e in events if e["name"] == name]
             version = max((e["version"] for e in mine), default=0) + 1
             row = {
@@ -183,6 +191,9 @@ class ModelRegistry:
             )
 
         def build(events: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+            """The stage rows that move the chosen version to ``stage`` (archiving any other
+            champion when it becomes champion) and its version; no rows when it is there
+            already."""
             versions = self._versions(name, events)
             target = _pick(name, versions, version)
             if target.stage == stage:
@@ -235,10 +246,12 @@ class ModelRegistry:
         return [v for n in names for v in sorted(self._versions(n, events).values(),
                                                     key=lambda v: v.version)]
 
-    def names(self) -> list[str]:
+    # In the class body below, `list` is the method above: annotations say builtins.list.
+    def names(self) -> builtins.list[str]:
+        """The names of the registered models, sorted (empty when none is registered)."""
         return sorted({e["name"] for e in self.store.events()})
 
-    def _versions(self, name: str, events: list[dict[str, Any]]) -> dict[int, ModelVersion]:
+    def _versions(self, name: str, events: builtins.list[dict[str, Any]]) -> dict[int, ModelVersion]:
         mine = [e for e in events if e["name"] == name]
         if not mine:
             known = sorted({e["name"] for e in events})
@@ -252,7 +265,7 @@ class ModelRegistry:
             by_version.setdefault(e["version"], []).append(e)
         return {v: self._version(rows) for v, rows in sorted(by_version.items())}
 
-    def _version(self, rows: list[dict[str, Any]]) -> ModelVersion:
+    def _version(self, rows: builtins.list[dict[str, Any]]) -> ModelVersion:
         first = next(r for r in rows if r["event"] == "registered")
         history = [
             {"stage": r["stage"], "previous_stage": r["previous_stage"], "at": r["at"],

@@ -31,13 +31,16 @@ class FeatureSpec:
 
     @property
     def names(self) -> list[str]:
+        """The input columns in model order: the numeric ones, then the categorical ones."""
         return [*self.numeric, *self.categorical]
 
     def to_dict(self) -> dict[str, Any]:
+        """The spec as plain values (what the registry stores as ``preprocessing``)."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FeatureSpec:
+        """The spec that :meth:`to_dict` returned."""
         return cls(**d)
 
     def encode(self, table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
@@ -76,10 +79,13 @@ class FeatureSpec:
         return np.hstack([num, codes - 1]) if len(self.categorical) else num
 
     def labels(self, table: pa.Table) -> np.ndarray:
+        """The label column as float32 (booleans as 0/1, nulls as NaN)."""
         col = table.column(self.label)
         if pa.types.is_boolean(col.type):
             col = pc.cast(col, pa.int8())
         return pc.cast(col, pa.float32()).to_numpy(zero_copy_only=False)
 
     def feature_types(self) -> list[str]:
+        """XGBoost's feature types in :attr:`names` order: ``q`` for a numeric column, ``c``
+        for a categorical one."""
         return ["q"] * len(self.numeric) + ["c"] * len(self.categorical)

@@ -104,7 +104,7 @@ class ModelStore:
             try:
                 DeltaTable.create(
                     self.lake.uri(MODELS_TABLE, system=True),
-                    Schema.from_arrow(MODELS_SCHEMA),  # type: ignore[arg-type]
+                    Schema.from_arrow(MODELS_SCHEMA),
                     mode="ignore",
                     name="models",
                     description="raylake model registry (append-only events)",
@@ -175,6 +175,8 @@ class ModelStore:
         return rel, sha
 
     def read_artifact(self, rel: str) -> bytes:
+        """The bytes of the artifact at ``rel`` (a path under the lake root); ArtifactError
+        when it is missing or cannot be read."""
         fs, root = self.lake.storage.filesystem()
         try:
             with fs.open_input_stream(f"{root}/{rel}") as src:
@@ -188,10 +190,12 @@ class ModelStore:
             raise ArtifactError(f"Cannot read the model artifact {self.uri(rel)}: {exc}") from exc
 
     def uri(self, rel: str) -> str:
+        """The full location of ``rel``, a path under the lake root."""
         return self.lake.storage.uri(rel)
 
 
 def sha256_hex(data: bytes) -> str:
+    """The SHA-256 digest of ``data`` in lowercase hex."""
     return hashlib.sha256(data).hexdigest()
 
 

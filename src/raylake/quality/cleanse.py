@@ -39,6 +39,8 @@ class Step:
 
     @property
     def label(self) -> str:
+        """The step as counts and reports show it: ``op(columns)``, or ``op(order_by)`` for
+        a step without columns."""
         return f"{self.op}({','.join(self.columns) or self.order_by or ''})"
 
 
@@ -151,4 +153,6 @@ def _apply(step: Step, i: int, col: pa.ChunkedArray) -> pa.ChunkedArray:
 
 
 def describe_steps(steps: Sequence[Step]) -> list[dict[str, Any]]:
+    """The resolved steps as JSON-ready dicts (values JSON cannot hold become strings), for
+    the run record."""
     return [json.loads(json.dumps(s.__dict__, default=str)) for s in steps]

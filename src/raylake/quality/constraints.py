@@ -122,7 +122,7 @@ def row_violations(table: pa.Table, constraints: Sequence[Constraint],
         if c.check == "rule":
             from raylake.lake.selection import parse_selection
 
-            holds = pc.fill_null(_evaluate(table, parse_selection(c.expr)), True)
+            holds = pc.fill_null(_evaluate(table, parse_selection(_needed(c, "expr", c.expr))), True)
             out[c.name] = ~holds.to_numpy(zero_copy_only=False)
             continue
         col = table.column(c.column)
@@ -233,13 +233,21 @@ def table_check(c: Constraint, *, rows: int, profile: Any = None, duplicates: in
         res.message = f"newest {c.column} {res.observed}; as of {as_of.isoformat()}, max age {c.max_age}"
     elif c.check == "distribution":
         s = profile.summary(c.column)
-        value = s.quantiles.get(c.stat) if c.stat.startswith("q") else getattr(s, c.stat)
+        stat = _needed(c, "stat", c.stat)
+        value = s.quantiles.get(stat) if stat.startswith("q") else getattr(s, stat)
         res.observed = value
         res.passed = value is not None and (c.min is None or value >= c.min) and (
             c.max is None or value <= c.max)
         shown = f"{value:.4g}" if isinstance(value, float) else value
         res.message = f"{c.stat}({c.column}) = {shown}; allowed [{c.min}, {c.max}]"
     return res
+
+
+def _needed(c: Constraint, name: str, value: str | None) -> str:
+    """A field the check needs: ``from_config`` requires it, a hand-built Constraint may lack it."""
+    if value is None:
+        raise ConfigError(f"constraint {c.name!r}: check {c.check!r} needs {name}; set it in the config.")
+    return value
 
 
 def _as_of(c: Constraint, now: dt.datetime | None) -> dt.datetime:

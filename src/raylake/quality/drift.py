@@ -46,17 +46,23 @@ class DriftReport:
 
     @property
     def drifted_columns(self) -> list[str]:
+        """The names of the columns judged drifted."""
         return [c.column for c in self.columns if c.drifted]
 
     @property
     def share(self) -> float:
+        """The share of compared columns that drifted (0.0 when none was compared)."""
         return len(self.drifted_columns) / len(self.columns) if self.columns else 0.0
 
     @property
     def drifted(self) -> bool:
+        """True when the share of drifted columns reaches ``dataset_share`` (never when no
+        column was compared)."""
         return bool(self.columns) and self.share >= self.dataset_share
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready dicts: verdict, share, drifted columns, row counts and
+        every column's scores."""
         return {
             "drifted": self.drifted, "share": round(self.share, 4),
             "dataset_share": self.dataset_share, "drifted_columns": self.drifted_columns,
@@ -68,6 +74,11 @@ class DriftReport:
 def compare(reference: Profile, current: Profile, *, columns: list[str] | None = None,
             thresholds: dict[str, dict[str, Any]] | None = None,
             dataset_share: float = 0.3) -> DriftReport:
+    """Drift of ``current`` against ``reference`` for ``columns`` (default: every column in
+    both profiles), each judged by its kind's default metric or the ``metric`` and
+    ``threshold`` of ``thresholds[column]``; columns empty in either profile, or of
+    different kinds, are skipped. ConfigError for a column not in both profiles or a metric
+    its kind lacks."""
     thresholds = thresholds or {}
     shared = [c for c in reference.columns if c in current.columns]
     wanted = columns or shared
@@ -99,7 +110,8 @@ def compare(reference: Profile, current: Profile, *, columns: list[str] | None =
 
 def _numeric(reference: Profile, current: Profile, col: str) -> dict[str, float]:
     r, c = reference.summary(col), current.summary(col)
-    lo, hi = min(r.min, c.min), max(r.max, c.max)
+    (r_lo, r_hi), (c_lo, c_hi) = r.bounds(), c.bounds()
+    lo, hi = min(r_lo, c_lo), max(r_hi, c_hi)
     grid = np.unique(np.concatenate([np.linspace(lo, hi, 512),
                                      list(r.quantiles.values()), list(c.quantiles.values())]))
     cdf_r, cdf_c = reference.cdf(col, list(grid)), current.cdf(col, list(grid))
@@ -114,8 +126,11 @@ def _numeric(reference: Profile, current: Profile, col: str) -> dict[str, float]
 
 
 def reference_deciles(profile: Profile, col: str) -> list[float]:
+    """The 10th to 90th percentiles of numeric column ``col``, read off the profile's
+    quantile sketch on a 2048-point grid between its min and max."""
     s = profile.summary(col)
-    grid = np.linspace(s.min, s.max, 2048)
+    lo, hi = s.bounds()
+    grid = np.linspace(lo, hi, 2048)
     cdf = profile.cdf(col, list(grid))
     return [float(grid[min(np.searchsorted(cdf, q), len(grid) - 1)]) for q in np.arange(0.1, 1.0, 0.1)]
 

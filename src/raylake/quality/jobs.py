@@ -20,6 +20,7 @@ from raylake.runner import JobContext, job
 
 def _needs_table(name: str) -> Callable[[RaylakeConfig], None]:
     def check(conf: RaylakeConfig) -> None:
+        """ConfigError when the config names no ``table``."""
         if not conf.table:
             raise ConfigError(f"The {name} job needs a table: add table=<name> "
                               "(see `raylake lake list`).")
@@ -46,6 +47,9 @@ def table_dataset(lake: Lake, table: str, version: Any = None) -> tuple[ray.data
 
 def profile_table(lake: Lake, table: str, version: Any, conf: RaylakeConfig,
                   selection: str | None = None, segment_by: str | None = None) -> tuple[dict[str, Profile], int]:
+    """Profiles of ``table`` at ``version`` (latest if None) made by the profiling actors,
+    keyed by segment value (``WHOLE`` when not segmented), and the version read; with
+    ``selection`` only the rows it matches."""
     ds, resolved = table_dataset(lake, table, version)
     expr = parse_selection(selection) if selection else None
     p = conf.profile

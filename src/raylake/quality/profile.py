@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from raylake.errors import RaylakeError
 from raylake.quality._whylogs import DatasetProfileView, why
 
 
@@ -38,7 +39,17 @@ class ColumnSummary:
 
     @property
     def null_share(self) -> float:
+        """Nulls as a share of the values counted (0.0 for a column with none)."""
         return self.nulls / self.count if self.count else 0.0
+
+    def bounds(self) -> tuple[float, float]:
+        """(min, max) of a numeric column; callers ask only for numeric columns."""
+        if self.min is None or self.max is None:
+            raise RaylakeError(
+                f"Column {self.name!r} is {self.kind}, not numeric: it has no min and max. "
+                f"Histograms and numeric drift apply to numeric columns only."
+            )
+        return self.min, self.max
 
 
 class Profile:
@@ -51,6 +62,7 @@ class Profile:
 
     @classmethod
     def empty(cls) -> Profile:
+        """A profile of no rows: merging it changes nothing."""
         return cls(None)
 
     @classmethod
@@ -62,12 +74,16 @@ class Profile:
 
     @classmethod
     def from_bytes(cls, data: bytes | None) -> Profile:
+        """The profile that :meth:`to_bytes` serialized; empty bytes or None give an empty
+        profile."""
         return cls(DatasetProfileView.deserialize(data)) if data else cls.empty()
 
     def to_bytes(self) -> bytes:
+        """The profile serialized (empty bytes for an empty profile)."""
         return self._view.serialize() if self._view is not None else b""
 
     def merge(self, other: Profile) -> Profile:
+        """The profile of both profiles' rows together; neither profile is changed."""
         if self._view is None:
             return other
         if other._view is None:
@@ -76,14 +92,18 @@ class Profile:
 
     @property
     def columns(self) -> list[str]:
+        """The profiled columns, sorted."""
         return sorted(self._view.get_columns()) if self._view is not None else []
 
     @property
     def rows(self) -> int:
+        """The number of rows profiled (0 for an empty profile)."""
         cols = self.columns
         return self.summary(cols[0]).count if cols else 0
 
     def summary(self, column: str) -> ColumnSummary:
+        """``column``'s counts, kind (numeric, categorical or empty), statistics, quantiles,
+        frequent items and distinct estimate; KeyError when it is not in the profile."""
         col = self._column(column)
         counts = col.get_metric("counts")
         n = int(counts.n.value)
@@ -121,6 +141,8 @@ class Profile:
         return values[np.searchsorted(unique, pts)]
 
     def frequencies(self, column: str) -> dict[str, int]:
+        """Estimated counts of ``column``'s frequent items, by value (from the sketch:
+        approximate)."""
         return dict(self.summary(column).frequent)
 
     def _column(self, column: str):
@@ -129,6 +151,7 @@ class Profile:
         return self._view.get_column(column)
 
     def to_dict(self) -> dict[str, Any]:
+        """Every column's summary as a dict, by column name."""
         return {c: self.summary(c).__dict__ for c in self.columns}
 
 

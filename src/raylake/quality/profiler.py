@@ -26,6 +26,9 @@ class ProfileActor:
         self.selection = selection
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        """The profile of ``batch`` (only the rows the selection matches, when one is set)
+        as rows of (segment, rows, serialized profile): one per segment value (null as
+        ``""``) with ``segment_by``, else one ``WHOLE`` row."""
         if self.selection is not None:
             batch = batch.filter(self.selection)
         out: list[dict[str, Any]] = []

@@ -23,6 +23,9 @@ TOP = 10
 
 
 def column_data(profile: Profile, column: str) -> dict[str, Any]:
+    """One column's report entry: counts, null share, distinct estimate and inferred types,
+    plus statistics, quantiles and a histogram for a numeric column or its ``TOP`` most
+    frequent values for a categorical one."""
     s = profile.summary(column)
     out: dict[str, Any] = {
         "name": column, "kind": s.kind, "count": s.count, "nulls": s.nulls,
@@ -38,9 +41,12 @@ def column_data(profile: Profile, column: str) -> dict[str, Any]:
 
 
 def histogram(profile: Profile, column: str, edges: list[float] | None = None) -> dict[str, Any]:
+    """The shares of ``column``'s values in the bins between ``edges``, from the quantile
+    sketch (the outer bins also hold values beyond them); without ``edges``, ``BINS`` equal
+    bins from its min to max, which only a numeric column has (RaylakeError otherwise)."""
     s = profile.summary(column)
     if edges is None:
-        lo, hi = s.min, s.max
+        lo, hi = s.bounds()
         edges = list(np.linspace(lo, hi if hi > lo else lo + 1, BINS + 1))
     cdf = np.concatenate([[0.0], profile.cdf(column, edges[1:-1]), [1.0]])
     share = np.clip(np.diff(cdf), 0, 1)
@@ -50,6 +56,10 @@ def histogram(profile: Profile, column: str, edges: list[float] | None = None) -
 def build_report(table: str, version: int, profile: Profile, checks: list[dict],
                  drift: DriftReport | None = None, reference: Profile | None = None,
                  current: Profile | None = None, drift_sides: dict[str, str] | None = None) -> dict[str, Any]:
+    """The report document of ``table`` at ``version``: column entries from ``profile``, the
+    constraint results ``checks`` and, when ``drift`` and both side profiles are given, each
+    drift column with both distributions on shared bins (``drift_sides`` describes the
+    sides)."""
     report: dict[str, Any] = {
         "table": table, "version": version, "rows": profile.rows,
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -63,7 +73,8 @@ def build_report(table: str, version: int, profile: Profile, checks: list[dict],
             entry = dict(c.__dict__)
             if c.kind == "numeric":
                 r, k = reference.summary(c.column), current.summary(c.column)
-                lo, hi = min(r.min, k.min), max(r.max, k.max)
+                (r_lo, r_hi), (k_lo, k_hi) = r.bounds(), k.bounds()
+                lo, hi = min(r_lo, k_lo), max(r_hi, k_hi)
                 edges = list(np.linspace(lo, hi if hi > lo else lo + 1, BINS + 1))
                 entry["reference"] = histogram(reference, c.column, edges)
                 entry["current"] = histogram(current, c.column, edges)
@@ -76,6 +87,8 @@ def build_report(table: str, version: int, profile: Profile, checks: list[dict],
 
 
 def write_report(report: dict[str, Any], folder: Path) -> tuple[Path, Path]:
+    """Write ``report.json`` and ``report.html`` into ``folder`` (created if needed);
+    returns their paths."""
     folder.mkdir(parents=True, exist_ok=True)
     js, page = folder / "report.json", folder / "report.html"
     js.write_text(json.dumps(report, indent=2, default=str))
@@ -122,6 +135,7 @@ td.num { text-align:right; font-variant-numeric:tabular-nums; }
 
 
 def render_html(report: dict[str, Any]) -> str:
+    """The report as one self-contained HTML page (inline CSS and SVG, no scripts)."""
     e = html.escape
     checks = report.get("constraints") or []
     failed = sum(1 for c in checks if not c["passed"])

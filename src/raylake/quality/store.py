@@ -62,6 +62,7 @@ def load_profile(lake: Lake, table: str, versions: Iterable[int] | None = None,
 
 
 def stored_versions(lake: Lake, table: str) -> list[int]:
+    """The versions of ``table`` that have a stored profile, ascending (empty when none has)."""
     if not lake.exists(PROFILES_TABLE, system=True):
         return []
     rows = lake.read(PROFILES_TABLE, columns=["table", "version"], system=True)

@@ -40,6 +40,8 @@ def validate_version(lake: Any, table: str, version: Any, constraints: list[Cons
     rows = 0
 
     def block_checks(batch: pa.Table) -> pa.Table:
+        """One row for ``batch``: its row count and, as JSON, each row check's violation
+        count with up to ``SAMPLE`` violating rows."""
         masks = row_violations(batch, row_checks, refs)
         out = {name: [int(m.sum()), json.dumps(batch.filter(pa.array(m)).slice(0, SAMPLE).to_pylist(),
                                                default=str)] for name, m in masks.items()}

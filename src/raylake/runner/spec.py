@@ -46,7 +46,10 @@ class JobFunction(Protocol):
     spec: JobSpec
 
     def __call__(self, cfg: DictConfig | RaylakeConfig, *, echo: Callable[[str], Any] = print,
-                 **options: Any) -> dict[str, Any]: ...
+                 **options: Any) -> dict[str, Any]:
+        """Run the job on ``cfg`` (composed or typed), printing with ``echo``; returns the
+        job's result."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,8 @@ class JobSpec:
 
     def __call__(self, cfg: DictConfig | RaylakeConfig, *, echo: Callable[[str], Any] = print,
                  **options: Any) -> dict[str, Any]:
+        """Run this job on ``cfg`` (composed or typed) through :func:`run_spec`; returns the
+        job's result."""
         return run_spec(self, cfg, echo=echo, **options)
 
 
@@ -77,12 +82,16 @@ def job(name: str, *, help: str, ray: bool = True, record: bool = True,
     """
 
     def decorate(fn: Callable[..., dict[str, Any]]) -> JobFunction:
+        """Register ``fn`` as the job and return its entry point; ValueError when another
+        module already declared a job of that name."""
         spec = JobSpec(name, help, fn, ray=ray, record=record, check=check, prepare=prepare)
         register(spec)
 
         @functools.wraps(fn)
         def entry(cfg: DictConfig | RaylakeConfig, *, echo: Callable[[str], Any] = print,
                   **options: Any) -> dict[str, Any]:
+            """Run the job on ``cfg`` (composed or typed) through :func:`run_spec`; returns
+            the job's result."""
             return run_spec(spec, cfg, echo=echo, **options)
 
         entry.spec = spec  # type: ignore[attr-defined]

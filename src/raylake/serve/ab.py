@@ -29,6 +29,7 @@ class Arm:
     shadow: bool = False
 
     def to_dict(self) -> dict[str, Any]:
+        """The arm's fields as a dict (how arms are passed to the Serve replicas)."""
         return {"name": self.name, "model": self.model, "version": self.version,
                 "weight": self.weight, "shadow": self.shadow}
 
@@ -59,10 +60,13 @@ class Assigner:
         self._edges = edges
 
     def assign(self, unit_id: str) -> Arm:
+        """The live arm that answers ``unit_id``: for one salt, a unit always gets the same
+        arm."""
         i = bisect.bisect_right(self._edges, bucket(unit_id, self.salt))
         return self.arms[min(i, len(self.arms) - 1)]
 
     def shares(self) -> dict[str, float]:
+        """Each live arm's share of units (its normalised weight), by arm name."""
         lo, out = 0.0, {}
         for a, hi in zip(self.arms, self._edges):
             out[a.name] = hi - lo
@@ -78,7 +82,7 @@ def resolve_arms(model: str | None, arms: Mapping[str, Any], registry: Any) -> l
         if not model:
             raise ConfigError("serve needs model=NAME[:VERSION|champion] or model_server.arms "
                               "(e.g. raylake serve model=delay_model:champion).")
-        spec = {MAIN: {"model": model, "weight": 1.0, "shadow": False}}
+        spec: dict[str, dict[str, Any]] = {MAIN: {"model": model, "weight": 1.0, "shadow": False}}
     else:
         spec = {name: _plain(a) for name, a in arms.items()}
     out = []

@@ -133,6 +133,9 @@ def analyse(answers: pa.Table, outcomes: pa.Table, *, experiment: str, join_on: 
 
 
 def format_report(report: dict[str, Any]) -> str:
+    """A report from :func:`run_report` as printable text: per arm its value, interval and
+    comparison with the control, then the keys left out and outcomes that no answered
+    request matched."""
     conf = 100 * (1 - report["alpha"])
     lines = [f"A/B report {report['experiment']!r} ({report['metric']} of outcome per "
              f"{report['join_on']}, {conf:g}% intervals, control {report['control']!r})"]

@@ -134,12 +134,18 @@ class ModelServer:
 
     @app.get("/health")
     def health(self) -> dict[str, Any]:
+        """``GET /health``: status ``ok`` and each arm's model, version, weight and whether
+        it is a shadow."""
         return {"status": "ok", "arms": {a.name: {"model": a.model, "version": a.version,
                                                   "weight": a.weight, "shadow": a.shadow}
                                          for a in self.arms.values()}}
 
     @app.post("/predict")
     async def predict(self, request: Request) -> JSONResponse:
+        """``POST /predict``: score the request's rows (feature columns, or features looked
+        up by entity key) with the unit's arm and log the answer; shadow arms score a copy
+        in the background. A failure answers JSON with ``error``, ``kind`` and
+        ``request_id``: 4xx for the client's fault, 500 for the server's."""
         start = time.perf_counter()
         request_id = uuid.uuid4().hex
         unit_id, arm = None, None
@@ -278,6 +284,8 @@ class ModelServer:
             predictions=predictions, latency_ms=latency_ms, replica=self.replica)
 
     def check_health(self) -> None:
+        """Serve's health check: RuntimeError when the request log's writer thread died, so
+        that Serve replaces the replica."""
         rl = self.request_log
         if rl is not None and rl.writer_died:
             raise RuntimeError("the request log's writer thread died")
@@ -317,6 +325,8 @@ def build_app(conf: Any, lake: Any):
 
 
 def deployment_options(ms: Any) -> dict[str, Any]:
+    """Serve deployment options from the ``model_server`` config ``ms``: autoscaling, CPUs
+    per replica and the most requests in flight per replica."""
     return {
         "autoscaling_config": {
             "min_replicas": ms.min_replicas, "max_replicas": ms.max_replicas,

@@ -38,6 +38,9 @@ class Scorer:
         self.predict = get_flavor(self.mv.flavor).predictor(model, spec, threads)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        """Score ``batch`` and write the kept columns with ``prediction``, ``model_name``,
+        ``model_version`` and ``run_id`` as Parquet files under the output table, not
+        committed; returns their file records."""
         from raylake.lake.files import file_records, write_files
 
         p = self.predict(batch)

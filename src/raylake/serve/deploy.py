@@ -41,6 +41,8 @@ def serve_config(conf: Any, arms: list[Any]) -> dict[str, Any]:
 
 
 def write_serve_config(path: str, config: dict[str, Any]) -> None:
+    """Write ``config`` (a Serve config) to ``path`` as YAML, under a comment saying how to
+    deploy it; an existing file is replaced."""
     import yaml
 
     with open(path, "w") as f:

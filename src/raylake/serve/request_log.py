@@ -81,6 +81,8 @@ class RequestLog:
         self._thread.start()
 
     def add(self, **row: Any) -> None:
+        """Buffer one request row (``at`` defaults to now, UTC) and wake the writer thread
+        once ``flush_rows`` rows wait; never writes to the lake itself."""
         row.setdefault("at", dt.datetime.now(dt.timezone.utc))
         with self._lock:
             self._rows.append(row)

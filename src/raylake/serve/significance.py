@@ -41,6 +41,7 @@ class Comparison:
     n_more_per_arm: int | None  # beyond the smaller arm's n
 
     def to_dict(self) -> dict[str, Any]:
+        """The comparison's fields as a dict."""
         return asdict(self)
 
 
@@ -51,6 +52,9 @@ def is_rate(values: np.ndarray) -> bool:
 
 
 def summarize(values: np.ndarray, *, rate: bool, alpha: float = 0.05) -> ArmSummary:
+    """The rate or mean of ``values`` with its two-sided ``1 - alpha`` interval (Wilson for
+    a rate, Student's t for a mean) and standard deviation; NaN where there are too few
+    values."""
     from scipy import stats
 
     v = np.asarray(values, dtype=float)

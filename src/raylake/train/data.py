@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import ray
 
-from raylake.errors import ConfigError, did_you_mean
+from raylake.errors import ConfigError, RaylakeError, did_you_mean
 from raylake.models.spec import FeatureSpec
 
 
@@ -37,6 +37,11 @@ class Splits:
 
 
 def load_splits(lake: Any, tcfg: Any) -> Splits:
+    """The table at ``tcfg.table_version`` (latest if unset) as lazy train, validation and
+    test datasets split by time at ``valid_start`` and ``test_start`` (given, or from the
+    split fractions), with the :class:`FeatureSpec` planned on the training split
+    (vocabularies; standardisation for torch). ConfigError for a column the config names
+    that the table lacks, or a feature neither numeric nor categorical."""
     dtab = lake.table(tcfg.table, tcfg.table_version)
     version = dtab.version()
     schema = pa.schema(dtab.schema().to_arrow())
@@ -100,14 +105,15 @@ def my_shard(config: dict[str, Any], name: str) -> ray.data.Dataset:
 def fit_standardisation(ds: ray.data.Dataset, spec: FeatureSpec) -> None:
     """Sets ``spec``'s means, standard deviations and missing-indicator columns from
     ``ds`` (the train split) in one Ray Data aggregation; no rows reach the driver."""
-    from ray.data.aggregate import Count, Mean, Std
+    from ray.data.aggregate import AggregateFn, Count, Mean, Std
 
     if not spec.numeric:
         return
+    # Ray's stubs type map_batches' fn as taking the batch alone, without its fn_args.
     clean = ds.select_columns(spec.numeric).map_batches(
-        _finite_or_null, fn_args=(spec.numeric,), batch_format="pyarrow", batch_size=None,
-        num_cpus=0.25)
-    aggs = [Count(alias_name="rows")]
+        _finite_or_null,  # type: ignore[arg-type]
+        fn_args=(spec.numeric,), batch_format="pyarrow", batch_size=None, num_cpus=0.25)
+    aggs: list[AggregateFn] = [Count(alias_name="rows")]
     for c in spec.numeric:
         aggs += [Mean(c, alias_name=f"mean:{c}"), Std(c, ddof=0, alias_name=f"std:{c}"),
                  Count(c, ignore_nulls=True, alias_name=f"present:{c}")]
@@ -151,10 +157,13 @@ def _read_splits(lake: Any, table: str, version: int, columns: list[str], tcol: 
     """
     files = len(lake.dataset(table, version).files)
     parts = max(1, min(files, 2 * int(ray.cluster_resources().get("CPU", 2))))
-    refs = [_read_part.options(num_returns=3).remote(
-        lake, table, version, k, parts, columns, tcol, valid_start, test_start)
+    # num_returns=3: each call gives a list of three refs (Ray's stubs say one ref).
+    refs = [cast(list[ray.ObjectRef], _read_part.options(num_returns=3).remote(
+        lake, table, version, k, parts, columns, tcol, valid_start, test_start))
         for k in range(parts)]
-    return [ray.data.from_arrow_refs([r[i] for r in refs]) for i in range(3)]
+    # Ray types from_arrow_refs with its documentation-only ray.types.ObjectRef.
+    return [ray.data.from_arrow_refs([r[i] for r in refs])  # type: ignore[misc]
+            for i in range(3)]
 
 
 @ray.remote(num_cpus=0.5)
@@ -182,13 +191,19 @@ def _between(block: pa.Table, col: str, start: dt.datetime | None, end: dt.datet
 
 def _bounds(ds: ray.data.Dataset | None, split: Any) -> tuple[dt.datetime, dt.datetime]:
     def parse(s: str) -> dt.datetime:
+        """``s`` as an ISO datetime, in UTC when it has no time zone."""
         t = dt.datetime.fromisoformat(s)
         return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
 
     if split.valid_start and split.test_start:
         vs, ts = parse(split.valid_start), parse(split.test_start)
     else:
-        lo, hi = ds.min(split.time_column), ds.max(split.time_column)
+        if ds is None:  # load_splits reads the times unless both starts are set
+            raise RaylakeError("train.split: without both valid_start and test_start the split "
+                               "needs the table's times, and none were read.")
+        # One column: Ray returns that column's value, not a dict of columns.
+        lo = cast(dt.datetime, ds.min(split.time_column))
+        hi = cast(dt.datetime, ds.max(split.time_column))
         lo, hi = (x if x.tzinfo else x.replace(tzinfo=dt.timezone.utc) for x in (lo, hi))
         span = hi - lo
         ts = parse(split.test_start) if split.test_start else hi - span * split.test_fraction

@@ -31,6 +31,8 @@ def auc(y: np.ndarray, p: np.ndarray) -> float:
 
 
 def log_loss(y: np.ndarray, p: np.ndarray, eps: float = 1e-7) -> float:
+    """Mean binary cross-entropy of labels ``y`` against probabilities ``p`` (clipped to
+    [eps, 1 - eps])."""
     p = np.clip(p, eps, 1 - eps)
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
@@ -63,6 +65,9 @@ def best_threshold(y: np.ndarray, p: np.ndarray, cost: Any) -> float:
 
 
 def evaluate(y: np.ndarray, p: np.ndarray, threshold: float, cost: Any) -> dict[str, float]:
+    """Metrics of probabilities ``p`` against labels ``y``: rows, positive rate, AUC, log
+    loss, accuracy at 0.5, calibration error, and the expected cost per ``cost.per`` rows at
+    ``threshold``, that of doing nothing and the saving between them."""
     y = np.asarray(y, dtype=np.float64)
     p = np.asarray(p, dtype=np.float64)
     do_nothing = float(np.sum(y == 1) * cost.missed / len(y) * cost.per) if len(y) else 0.0

@@ -11,6 +11,8 @@ def worker_threads(scaling: Any) -> int:
 
 
 def scaling_config(scaling: Any) -> Any:
+    """Ray Train's ScalingConfig from ``train.scaling``: ``num_workers`` workers of
+    ``cpus_per_worker`` CPUs each, and one GPU each with ``use_gpu``."""
     import ray.train
 
     resources = {"CPU": scaling.cpus_per_worker}

@@ -5,7 +5,7 @@ and reading back the config a recorded run trained with (``--from-run``)."""
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -65,7 +65,8 @@ def run_config(lake: Lake, tcfg: Any, run_id: str, callbacks: list | None = None
     """Ray Train's RunConfig of one run: storage, retries, checkpoints kept."""
     import ray.train
 
-    return ray.train.RunConfig(
+    # mypy sees ray.air's RunConfig; Ray Train's (V2) also takes worker_runtime_env.
+    return ray.train.RunConfig(  # type: ignore[call-arg]
         name=run_id, storage_path=train_storage(lake, tcfg),
         failure_config=ray.train.FailureConfig(max_failures=tcfg.max_failures),
         checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
@@ -96,7 +97,8 @@ def config_of_run(lake: Lake, run_id: str, current: Any) -> tuple[Any, DictConfi
                           "train run (see `raylake runs list`).")
     recorded = dict(record["config"])
     recorded.pop("hydra", None)
-    cfg = OmegaConf.merge(OmegaConf.structured(RaylakeConfig), recorded)
+    # Merged onto a structured dataclass config: a DictConfig, never a ListConfig.
+    cfg = cast(DictConfig, OmegaConf.merge(OmegaConf.structured(RaylakeConfig), recorded))
     cfg.lake = OmegaConf.structured(current.lake)  # the lake as reached from here
     cfg.ray = OmegaConf.structured(current.ray)
     cfg.train.from_run = run_id

@@ -23,8 +23,9 @@ import contextlib
 import os
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -50,6 +51,9 @@ _COLLECT_WAIT_S = float(os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "2")
 
 
 def train_loop(config: dict[str, Any]) -> None:
+    """One Ray Train worker: trains the DDP network on its shard for the configured epochs,
+    going on from the last checkpoint after a failure, and reports validation metrics every
+    ``checkpoint_every`` epochs and after the last (rank 0 with a checkpoint)."""
     import ray.train
     import ray.train.torch
     from torch.nn.parallel import DistributedDataParallel
@@ -93,9 +97,10 @@ def train_loop(config: dict[str, Any]) -> None:
         joined = model.join() if isinstance(model, DistributedDataParallel) \
             else contextlib.nullcontext()
         with joined:
-            for batch in train_shard.iter_batches(
+            # batch_format="pyarrow": every batch is an Arrow table.
+            for batch in cast(Iterable[pa.Table], train_shard.iter_batches(
                     batch_size=batch_size, batch_format="pyarrow",
-                    local_shuffle_buffer_size=4 * batch_size, local_shuffle_seed=epoch_seed):
+                    local_shuffle_buffer_size=4 * batch_size, local_shuffle_seed=epoch_seed)):
                 if batch.num_rows == 0:
                     continue
                 num, cat, y = _tensors(spec, batch, device)
@@ -143,9 +148,9 @@ def _validate(net: nn.Module, shard: Any, spec: FeatureSpec, device: Any,
         for batch in shard.iter_batches(batch_size=batch_size, batch_format="pyarrow"):
             if batch.num_rows == 0:
                 continue
-            num, cat, y = _tensors(spec, batch, device)
+            num, cat, labels = _tensors(spec, batch, device)
             ps.append(torch.sigmoid(net(num, cat)).float().cpu().numpy())
-            ys.append(y.cpu().numpy())
+            ys.append(labels.cpu().numpy())
     pair = (np.concatenate(ys), np.concatenate(ps))
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         gathered: list[Any] = [None] * dist.get_world_size()
@@ -249,5 +254,6 @@ def load_checkpoint(checkpoint: Any) -> nn.Module:
 
 
 def registry_kwargs(model: Any, spec: FeatureSpec, tcfg: Any) -> dict[str, Any]:
+    """What ``ModelRegistry.register`` takes for ``model``: just the network."""
     # The torch flavor reads the architecture from the module (nets.architecture_of).
     return {"model": model}

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 from omegaconf import DictConfig, OmegaConf
@@ -131,7 +131,7 @@ def check_space(tcfg: Any, space: dict[str, Any]) -> None:
                 where = ".".join(parts[:i]) or "train"
                 raise ConfigError(
                     f"tune.space key {key!r}: {part!r} is not a key of {where}."
-                    f"{did_you_mean(part, list(node.keys()))} Keys are train config keys "
+                    f"{did_you_mean(part, cast(list[str], list(node.keys())))} Keys are train config keys "
                     f"without 'train.', e.g. xgboost.params.eta.")
             node = node._get_node(part)
         (kind, args), = spec.items()
@@ -144,6 +144,9 @@ def check_space(tcfg: Any, space: dict[str, Any]) -> None:
 
 def sweep(lake: Lake, splits: Any, base: Any, ucfg: Any, space: dict[str, Any],
            max_t: int, run_id: str) -> list[dict[str, Any]]:
+    """Run the Tune sweep of ``space`` over ``base`` (ASHA stopping at ``max_t``, or FIFO)
+    and return one dict per trial: params, last metric value, iterations, status (completed,
+    stopped or failed), metrics, checkpoint path and wall time."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator
@@ -170,7 +173,8 @@ def sweep(lake: Lake, splits: Any, base: Any, ucfg: Any, space: dict[str, Any],
     )
     grid = tuner.fit()
     trials = []
-    for result in grid:
+    # ResultGrid iterates through __getitem__ and __len__, which mypy does not count.
+    for result in grid:  # type: ignore[attr-defined]
         metrics = dict(result.metrics or {})
         trial_id = metrics.get("trial_id") or _trial_id_of(result)
         params = {k: _plain(v) for k, v in (result.config or {}).items()}
@@ -221,18 +225,23 @@ class _SweepWatcher(Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
                         **info: Any) -> None:
+        """Note the placement group a trial's report names, and the trial as stopped when
+        Tune marks the result ``done``."""
         if result.get(placement.KEY):
             self.groups[trial.trial_id] = result[placement.KEY]
         if result.get("done"):
             self.stopped.add(trial.trial_id)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """Remove the finished trial's placement group if it is still reserved."""
         placement.remove(self.groups.pop(trial.trial_id, None))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """Remove the failed trial's placement group if it is still reserved."""
         placement.remove(self.groups.pop(trial.trial_id, None))
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
+        """Remove the placement groups of trials still running when the sweep ends."""
         # A sweep that ends early (an error, Ctrl-C) leaves its running trials' groups.
         for pg in self.groups.values():
             placement.remove(pg)
@@ -257,6 +266,8 @@ def best_trial(trials: list[dict[str, Any]], ucfg: Any) -> dict[str, Any] | None
 
 def best_model(module: Any, best: dict[str, Any], lake: Lake, tcfg: Any, splits: Any,
                 run_id: str) -> Any:
+    """The model of trial ``best``: loaded from its checkpoint where the trainer can, else
+    trained once more with its config."""
     load = getattr(module, "load_checkpoint", None)
     if load is not None and best["checkpoint"]:
         import pyarrow.fs as pafs
@@ -272,6 +283,8 @@ def best_model(module: Any, best: dict[str, Any], lake: Lake, tcfg: Any, splits:
 
 
 def trial_row(t: dict[str, Any], run_id: str, trainer: str, ucfg: Any, is_best: bool) -> dict:
+    """Trial ``t`` as a row of the trials table (``TRIALS_SCHEMA``), params and metrics as
+    JSON."""
     return {"run_id": run_id, "trial_id": t["trial_id"], "trainer": trainer,
             "params": json.dumps(t["params"], sort_keys=True, default=str),
             "metric": ucfg.metric, "metric_value": t["value"], "iterations": t["iterations"],
@@ -287,4 +300,6 @@ def _plain(value: Any) -> Any:
 
 
 def fmt(value: Any) -> str:
+    """``value`` for a summary line: a float to 4 significant digits, anything else with
+    ``str``."""
     return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -38,6 +38,9 @@ MODEL_FILE = "model.ubj"
 
 
 def train_loop(config: dict[str, Any]) -> None:
+    """One Ray Train worker: boosts on its shard (validated on its validation shard) with
+    XGBoost's collective, going on from the last checkpoint after a failure; reports every
+    ``checkpoint_every`` rounds and at the end (rank 0 with the model)."""
     import ray.train
 
     started = time.perf_counter()
@@ -71,6 +74,8 @@ def train_loop(config: dict[str, Any]) -> None:
 
 
 def shard_matrix(shard: Any, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray]:
+    """A shard's rows as the model's float32 matrix (:meth:`FeatureSpec.matrix`) and labels;
+    empty arrays for an empty shard."""
     tables = list(shard.iter_batches(batch_size=None, batch_format="pyarrow"))
     table = pa.concat_tables(tables) if tables else None
     if table is None or table.num_rows == 0:
@@ -87,10 +92,12 @@ class _Report(xgboost.callback.TrainingCallback):
         self.last_reported = done
         self.started = time.perf_counter()
         self.extra: dict[str, Any] = {}
-        self.model = None
+        self.model: xgboost.Booster | None = None  # the booster, once a round has run
         self.log: dict[str, Any] = {}
 
     def after_iteration(self, model: Any, epoch: int, evals_log: dict[str, Any]) -> bool:
+        """XGBoost's per-round hook: reports (and checkpoints) every ``every`` rounds and at
+        the last; returns False, so it never stops training."""
         return self._after(model, evals_log)
 
     def _after(self, model: Any, log: dict[str, Any]) -> bool:
@@ -98,7 +105,7 @@ class _Report(xgboost.callback.TrainingCallback):
         rounds = model.num_boosted_rounds()
         self._maybe_die(rounds)
         if rounds % self.every == 0 or rounds == self.total:
-            self._report(rounds)
+            self._report(model, rounds)
         return False
 
     def _maybe_die(self, rounds: int) -> None:
@@ -111,7 +118,7 @@ class _Report(xgboost.callback.TrainingCallback):
             Path(k["marker"]).write_text(str(rounds))
             os._exit(1)
 
-    def _report(self, rounds: int) -> None:
+    def _report(self, model: xgboost.Booster, rounds: int) -> None:
         import ray.train
         from ray.train import Checkpoint
 
@@ -123,16 +130,17 @@ class _Report(xgboost.callback.TrainingCallback):
         if ray.train.get_context().get_world_rank() == 0:
             metrics[placement.KEY] = placement.current()
             with tempfile.TemporaryDirectory() as d:
-                self.model.save_model(str(Path(d) / MODEL_FILE))
+                model.save_model(str(Path(d) / MODEL_FILE))
                 ray.train.report(metrics, checkpoint=Checkpoint.from_directory(d))
         else:
             ray.train.report(metrics, checkpoint=None)
         self.last_reported = rounds
 
     def final(self) -> None:
+        """Report the last model when training (early stopping) ended between report points."""
         # Early stopping ends between report points: the last model is reported too.
         if self.model is not None and self.model.num_boosted_rounds() != self.last_reported:
-            self._report(self.model.num_boosted_rounds())
+            self._report(self.model, self.model.num_boosted_rounds())
 
 
 def fit(splits: Any, tcfg: Any, run_config: Any, scaling: Any, *,
@@ -163,4 +171,5 @@ def load_checkpoint(checkpoint: Any) -> Any:
 
 
 def registry_kwargs(model: Any, spec: FeatureSpec, tcfg: Any) -> dict[str, Any]:
+    """What ``ModelRegistry.register`` takes for ``model``: just the Booster."""
     return {"model": model}

@@ -19,6 +19,8 @@ BACKENDS = {
 
 
 def open_store(kind: str, **settings: Any) -> OnlineStore:
+    """A new online store of type ``kind`` (a key of ``BACKENDS``) built with ``settings``;
+    its module is imported only now. ConfigError for an unknown type."""
     if kind not in BACKENDS:
         raise ConfigError(
             f"Online store type {kind!r} is unknown.{did_you_mean(kind, BACKENDS)} "

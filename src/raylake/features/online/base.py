@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as _quote  # json.dumps of a str
 from operator import itemgetter
-from typing import Any
+from typing import Any, cast
 
 PRESENT, NULL, NOT_FOUND, OUTSIDE_TTL = "PRESENT", "NULL_VALUE", "NOT_FOUND", "OUTSIDE_MAX_AGE"
 
@@ -81,6 +81,10 @@ class OnlineStore(ABC):
     def read(self, view: str, keys: Sequence[str], key_values: Sequence[Sequence[Any]],
              features: Sequence[str], ttl: dt.timedelta | None,
              now: dt.datetime | None = None) -> list[dict[str, Read]]:
+        """For each row of ``key_values`` (values of ``keys``), a :class:`Read` per feature:
+        NOT_FOUND without a stored row, OUTSIDE_MAX_AGE (value None) when its event time is
+        more than ``ttl`` before ``now`` (default: the current UTC time), else NULL_VALUE or
+        PRESENT."""
         now = now or dt.datetime.now(dt.timezone.utc)
         stored = self.get([entity_key(view, keys, v) for v in key_values])
         out = []
@@ -127,13 +131,14 @@ class OnlineStore(ABC):
             payloads.append(None if seen[1] else values)
             row_status.append(OUTSIDE_TTL if seen[1] else None)
         if n and all(s is None for s in row_status):
+            found = cast(list[dict[str, Any]], payloads)  # no row status: every row has a payload
             try:  # every row holds every feature: one C-level transpose
                 get = itemgetter(*features)
-                cols = [get(p) for p in payloads]
+                cols = [get(p) for p in found]
                 columns = list(zip(*cols)) if len(features) > 1 else [tuple(cols)]
                 values = {f: list(c) for f, c in zip(features, columns)}
             except KeyError:  # rows written before a feature was added to the view
-                values = {f: [p.get(f) for p in payloads] for f in features}  # type: ignore[union-attr]
+                values = {f: [p.get(f) for p in found] for f in features}
         else:
             values = {f: [None if p is None else p.get(f) for p in payloads] for f in features}
         all_present = [PRESENT] * n

@@ -23,6 +23,11 @@ _EPOCH = "1970-01-01T00:00:00Z"
 def get_online_features(store: OnlineStore, registry: Registry, features: list[str] | str,
                         entities: dict[str, list[Any]], *, full_feature_names: bool = False,
                         now: dt.datetime | None = None) -> dict[str, Any]:
+    """Feast's response for ``features`` (``"view:feature"`` names, or a feature service
+    name) at the ``entities`` rows: join keys first (request fields are not echoed), then
+    each feature, named ``view__feature`` with ``full_feature_names``; on-demand features
+    are computed from the values read. ConfigError when the entity lists differ in length or
+    lack a view's join key; FeatureNotFoundError for an unknown feature or service."""
     plan = _plan(registry, features)
     sizes = {len(v) for v in entities.values()}
     if len(sizes) != 1:

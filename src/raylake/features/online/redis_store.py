@@ -50,6 +50,8 @@ class RedisStore(OnlineStore):
         self._get_all = self._client.register_script(_GET_ALL)
 
     def write(self, rows: Sequence[tuple[str, float, float, dict[str, Any]]]) -> int:
+        """Upsert ``rows`` in one pipeline, each kept only where newer than the stored row
+        (checked atomically on the server); returns how many rows were written."""
         pipe = self._client.pipeline(transaction=False)
         for key, ts, created, values in rows:
             self._script(keys=[self._prefix + key],
@@ -57,12 +59,16 @@ class RedisStore(OnlineStore):
         return sum(pipe.execute())
 
     def get(self, keys: Sequence[str]) -> list[tuple[float, dict[str, Any]] | None]:
+        """For each key, (event time in epoch seconds, values) or None where nothing is
+        stored; one round trip."""
         if not keys:
             return []
         found = json.loads(self._get_all(keys=[self._prefix + k for k in keys]))
         return [None if row is None else (float(row[0]), row[1]) for row in found]
 
     def teardown(self, view: str | None = None) -> None:
+        """Delete the keys of ``view`` (every key under this store's prefix when None),
+        found with SCAN."""
         pattern = self._prefix + (f"{view}|*" if view else "*")
         for key in self._client.scan_iter(match=pattern, count=1000):
             self._client.delete(key)

@@ -45,6 +45,9 @@ class SqliteStore(OnlineStore):
         return conn
 
     def write(self, rows: Sequence[tuple[str, float, float, dict[str, Any]]]) -> int:
+        """Upsert ``rows`` in one transaction, each kept only where its (event time, created
+        time) is not older than the stored row's; returns ``len(rows)``, the rows sent, not
+        those that replaced a row."""
         conn = self._conn()
         with conn:
             conn.executemany(_UPSERT, [(k, k.split("|", 1)[0], ts, created, json.dumps(v, default=str))
@@ -52,6 +55,8 @@ class SqliteStore(OnlineStore):
         return len(rows)
 
     def get(self, keys: Sequence[str]) -> list[tuple[float, dict[str, Any]] | None]:
+        """For each key, (event time in epoch seconds, values) or None where nothing is
+        stored; queried 500 keys at a time."""
         found: dict[str, tuple[float, dict[str, Any]]] = {}
         conn = self._conn()
         for i in range(0, len(keys), 500):
@@ -64,6 +69,7 @@ class SqliteStore(OnlineStore):
         return [found.get(k) for k in keys]
 
     def teardown(self, view: str | None = None) -> None:
+        """Delete the rows of ``view`` (every row when None)."""
         conn = self._conn()
         with conn:
             if view is None:

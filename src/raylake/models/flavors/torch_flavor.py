@@ -28,6 +28,9 @@ class TorchFlavor(Flavor):
     extension = "pt"
 
     def save(self, model: Any) -> SavedModel:
+        """``model``'s state dict, on CPU, as ``torch.save`` bytes, with its architecture's
+        name and arguments in ``info``; ModelError unless it is a ``torch.nn.Module`` of
+        :mod:`raylake.models.nets`."""
         import torch
 
         from raylake.models import nets
@@ -42,6 +45,9 @@ class TorchFlavor(Flavor):
         return SavedModel(buf.getvalue(), self.extension, info)
 
     def load(self, data: bytes, info: dict[str, Any]) -> Any:
+        """The network rebuilt from ``info``'s architecture with the weights in ``data``, on
+        CPU in eval mode; ``weights_only=True`` runs no code from the artifact.
+        ArtifactError when the bytes are refused or do not fit the architecture."""
         import torch
 
         from raylake.models import nets

@@ -27,6 +27,8 @@ class XGBoostFlavor(Flavor):
     extension = "ubj"
 
     def save(self, model: Any) -> SavedModel:
+        """The Booster of ``model`` (a Booster or a scikit-learn XGBModel) as UBJSON bytes;
+        ModelError for anything else."""
         import xgboost as xgb
 
         # The scikit-learn wrappers (XGBClassifier, ...) hold a Booster; the
@@ -41,6 +43,8 @@ class XGBoostFlavor(Flavor):
         return SavedModel(data, self.extension, {"format": "ubj", "xgboost": xgb.__version__})
 
     def load(self, data: bytes, info: dict[str, Any]) -> Any:
+        """A new Booster read from ``data`` (UBJSON, or JSON per ``info["format"]``);
+        ArtifactError for another format or bytes xgboost cannot load."""
         import xgboost as xgb
 
         fmt = info.get("format", "ubj")
@@ -62,6 +66,8 @@ class XGBoostFlavor(Flavor):
 
     def predictor(self, model: Any, spec: FeatureSpec,
                   threads: int = 1) -> Callable[[pa.Table], np.ndarray]:
+        """``inplace_predict`` with ``model`` and ``spec`` bound. Sets the booster's
+        ``nthread`` to ``threads`` once, here, for every user of ``model``."""
         # The booster's threads are set once here: `set_param` on every call cost more
         # than scoring a small batch (benchmarks/serve.py).
         model.set_param({"nthread": threads})
