@@ -368,6 +368,7 @@ def start_ray() -> None:
 def materialize_stores(work: Path, table: pa.Table, n_features: int, redis_port: int) -> dict:
     from raylake.features.definitions import resolve
     from raylake.features.online.materialize import materialize
+    from raylake.features.online.settings import StoreSettings
     from raylake.lake import Lake, Storage
     from raylake.lake.commit import write_table
 
@@ -380,8 +381,9 @@ def materialize_stores(work: Path, table: pa.Table, n_features: int, redis_port:
     for i in range(0, table.num_rows, step):
         write_table(lake, "bench/online_features", table.slice(i, step))
     stores = {
-        "sqlite": ("sqlite", {"path": str(work / "online.db")}),
-        "redis": ("redis", {"host": "127.0.0.1", "port": redis_port, "prefix": "bench:"}),
+        "sqlite": StoreSettings("sqlite", {"path": str(work / "online.db")}),
+        "redis": StoreSettings("redis", {"host": "127.0.0.1", "port": redis_port,
+                                         "prefix": "bench:"}),
     }
     registry = resolve(raylake_conf(str(root), n_features, 1).features)
     for name, store in stores.items():
@@ -539,12 +541,14 @@ def optimized_phase(args, work: Path, table: pa.Table, bodies: dict[int, Path]) 
     import ray
     from ray import serve
 
+    from raylake.features.online.settings import StoreSettings
+
     start_ray()
     try:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        stores = {"sqlite": ("sqlite", {"path": str(work / "online.db")})}
+        stores = {"sqlite": StoreSettings("sqlite", {"path": str(work / "online.db")})}
         args.shapes = [1]
         routes = deploy(args, work, table, stores, {1: bodies[1]}, url, False)
         client = serve.context._get_global_client()
