@@ -70,12 +70,10 @@ from raylake.config.training import (
     SchedulerType,
     SplitConfig,
     TimeAttr,
-    TorchSettings,
     TrainConfig,
     TuneConfig,
     TuneMode,
     TuneSchedulerConfig,
-    XGBoostSettings,
 )
 from raylake.config.values import Choice, ColumnType
 
@@ -89,9 +87,9 @@ __all__ = [
     "ModelServerConfig", "OnDemandFeatureViewConfig", "OnlineStoreConfig", "OnlineStoreType",
     "Policy", "ProfileConfig", "QualityConfig", "RayConfig", "RaylakeConfig",
     "ScalingSettings", "SchedulerType", "SourceConfig", "SourceFormat", "SplitConfig",
-    "TableConfig", "TableQualityConfig", "TimeAttr", "TorchSettings", "TrainConfig",
+    "TableConfig", "TableQualityConfig", "TimeAttr", "TrainConfig",
     "TrainingSetConfig", "TuneConfig", "TuneMode", "TuneSchedulerConfig", "WriteMode",
-    "XGBoostSettings", "register_configs",
+    "register_configs",
 ]
 
 
