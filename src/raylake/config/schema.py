@@ -70,10 +70,12 @@ from raylake.config.training import (
     SchedulerType,
     SplitConfig,
     TimeAttr,
+    TorchSettings,
     TrainConfig,
     TuneConfig,
     TuneMode,
     TuneSchedulerConfig,
+    XGBoostSettings,
 )
 from raylake.config.values import Choice, ColumnType
 
@@ -87,9 +89,9 @@ __all__ = [
     "ModelServerConfig", "OnDemandFeatureViewConfig", "OnlineStoreConfig", "OnlineStoreType",
     "Policy", "ProfileConfig", "QualityConfig", "RayConfig", "RaylakeConfig",
     "ScalingSettings", "SchedulerType", "SourceConfig", "SourceFormat", "SplitConfig",
-    "TableConfig", "TableQualityConfig", "TimeAttr", "TrainConfig",
+    "TableConfig", "TableQualityConfig", "TimeAttr", "TorchSettings", "TrainConfig",
     "TrainingSetConfig", "TuneConfig", "TuneMode", "TuneSchedulerConfig", "WriteMode",
-    "register_configs",
+    "XGBoostSettings", "register_configs",
 ]
 
 
