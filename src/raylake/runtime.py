@@ -60,6 +60,16 @@ def ensure_ray(ray_cfg: Any) -> dict[str, Any]:
     return {"address": info.get("gcs_address"), "started": address is None}
 
 
+def serve_until_stopped() -> None:
+    """Keep a server job's process (and so its Serve apps) alive until it is killed:
+    `raylake serve` and `raylake serve-features` block here; tests and `chain` pass
+    ``blocking=False`` and return at once."""
+    import time
+
+    while True:
+        time.sleep(3600)
+
+
 def quiet_workers() -> None:
     """Run in every worker of a local Ray started without its dashboard. Ray Train's
     placement-group cleaner asks the State API, which needs the dashboard, once a

@@ -21,6 +21,7 @@ from raylake.lake.files import file_records, write_files
 from raylake.lake.selection import parse_selection
 from raylake.lake.tables import Lake
 from raylake.runner import JobContext, job
+from raylake.runtime import serve_until_stopped
 
 REGISTRY_TABLE = "_feature_registry"
 MATERIALIZATIONS_TABLE = "_materializations"
@@ -252,16 +253,9 @@ def serve_features(ctx: JobContext, *, blocking: bool = True) -> dict[str, Any]:
                        route_prefix="/", blocking=False)
     ctx.echo(f"feature server on http://{fs.host}:{fs.port} "
              "(POST /get-online-features, POST /push, GET /health)")
-    _block_while(blocking)
+    if blocking:
+        serve_until_stopped()
     return {"handle": handle}
-
-
-def _block_while(blocking: bool) -> None:
-    """A server job's process stays until stopped; tests and `chain` return at once."""
-    import time
-
-    while blocking:
-        time.sleep(3600)
 
 
 __all__ = ["aggregate", "features_apply", "materialize", "materialize_incremental",

@@ -149,9 +149,13 @@ def _call(spec: JobSpec, ctx: JobContext, options: dict[str, Any],
 
 def _failure(name: str, exc: BaseException, run_id: str | None, root: str) -> str:
     # Ray wraps a task's exception; the user needs the root cause, not the retry hint.
-    cause = exc
-    while getattr(cause, "cause", None) is not None or cause.__cause__ is not None:
-        cause = getattr(cause, "cause", None) or cause.__cause__  # type: ignore[assignment]
+    cause, seen = exc, {id(exc)}
+    while True:
+        nxt = getattr(cause, "cause", None) or cause.__cause__
+        if not isinstance(nxt, BaseException) or id(nxt) in seen:  # a cycle ends the walk
+            break
+        cause = nxt
+        seen.add(id(nxt))
     text = (str(cause).strip().splitlines() or [""])[0][:500]
     where = (f" The run is recorded as failed: `raylake runs show {run_id} lake.root={root}`."
              if run_id else "")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from raylake.runner import JobContext, job
+from raylake.runtime import serve_until_stopped
 from raylake.serve import ab_report as ab
 from raylake.serve import batch
 
@@ -16,8 +17,6 @@ def serve(ctx: JobContext, *, blocking: bool = True) -> dict[str, Any]:
     """Deploy the app of ``serve/app.py`` with ``serve.run``, print its URL and block like
     ``serve-features``. With ``model_server.config_file=PATH`` it also writes the Serve
     config for the same arms, pinned to the versions deployed now."""
-    import time
-
     from ray import serve as ray_serve
 
     from raylake.models.registry import ModelRegistry
@@ -38,8 +37,8 @@ def serve(ctx: JobContext, *, blocking: bool = True) -> dict[str, Any]:
                                                            f" ({a.weight:g})") for a in arms)
     ctx.echo(f"model server on http://{ms.host}:{ms.port} (POST /predict, GET /health); "
              f"arms: {shown}")
-    while blocking:  # a server job's process stays until stopped; tests and chain return
-        time.sleep(3600)
+    if blocking:
+        serve_until_stopped()
     return {"handle": handle, "arms": arms}
 
 
