@@ -12,9 +12,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
-def ray_session():
+def ray_session(request):
     """One local Ray for every test that needs it (Ray start costs seconds)."""
     import ray
+    from s3server import use_fake_credentials, wants_s3
+
+    if wants_s3(request.session):  # Ray's workers see the environment of ray.init only
+        use_fake_credentials()
 
     # Ray Train's controller takes one report (and checkpoint) off a worker per poll,
     # every 2 s by default: a run of the tests' few quick rounds spent most of its time

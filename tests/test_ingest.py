@@ -52,7 +52,9 @@ def test_quarantine_each_kind_of_bad_row(ray_session, lake, tmp_path):
         "9,hank,7.0,2024-01-09 00:00:00\n"           # no offset: read as UTC, good
     )
     cfg = table_config(src, EVENTS_COLUMNS, primary_key=("id",))
-    res = ingest_table(lake, "events", cfg, run_id="run-q")
+    # Most rows are bad on purpose: over the default 10% limit, so lift it.
+    res = ingest_table(lake, "events", cfg, run_id="run-q",
+                       ingest_cfg=IngestConfig(max_quarantine_fraction=1.0))
     assert res.rows_read == 9
     assert res.rows_written + res.rows_quarantined == res.rows_read
     assert ids(lake) == [1, 9]
@@ -94,8 +96,9 @@ def test_parquet_and_jsonl_sources_with_glob_and_folder(ray_session, lake, tmp_p
         "{not json}\n"
     )
     (jl / "b.txt").write_text("ignored: does not match the glob\n")
+    # 2 of 3 rows are bad on purpose: over the default 10% limit, so lift it.
     res = ingest_table(lake, "events", table_config(str(jl / "*.jsonl"), EVENTS_COLUMNS),
-                       run_id="jl")
+                       run_id="jl", ingest_cfg=IngestConfig(max_quarantine_fraction=1.0))
     assert (res.rows_read, res.rows_written, res.rows_quarantined) == (3, 1, 2)
     assert 100 in ids(lake)
 

@@ -100,7 +100,7 @@ def test_drift_thresholds_and_metrics_from_config():
     by = {c.column: c for c in report.columns}
     assert not by["x"].drifted and by["x"].metric == "psi"  # a 0.3 sd shift: PSI ~0.1
     assert by["c"].drifted and by["c"].scores["js"] > 0.1
-    assert set(by["x"].scores) == {"ks", "ks_pvalue", "hellinger", "psi"}
+    assert set(by["x"].scores) == {"pvalue", "ks", "ks_pvalue", "mean_pvalue", "hellinger", "psi"}
     with pytest.raises(ConfigError, match="not one of"):
         compare(ref, cur, thresholds={"x": {"metric": "js"}})
 

@@ -19,7 +19,7 @@ from raylake.errors import RaylakeError, did_you_mean
 from raylake.runner.registry import declared, get_job
 
 ADMIN = {
-    "lake": "list tables, history, tags, diff, restore, optimize, vacuum",
+    "lake": "list tables, history, tags, diff, restore, optimize, vacuum, doctor",
     "runs": "list and show run records (lineage)",
     "models": "list, show and promote registered model versions",
     "lineage": "upstream/downstream of TABLE[@V], model:NAME[:V] or request:ID",
@@ -178,7 +178,10 @@ def _open_lake(overrides: Sequence[str]):
     from raylake.config.loader import compose_config, to_config
     from raylake.lake import Lake
 
-    return Lake.from_config(to_config(compose_config(overrides, job="admin")).lake)
+    lake = Lake.from_config(to_config(compose_config(overrides, job="admin")).lake)
+    # Admin commands read an existing lake: a mistyped root is an error, not "no tables".
+    lake.require_root()
+    return lake
 
 
 def _lake(args: Sequence[str]) -> int:
@@ -215,10 +218,19 @@ def _lake(args: Sequence[str]) -> int:
     o = sub.add_parser("optimize", help="compact small files")
     o.add_argument("table")
     v = sub.add_parser("vacuum", help="delete files no retained version needs")
-    v.add_argument("table")
+    v.add_argument("table", nargs="?", help="the table (with --orphans: default the whole lake)")
     v.add_argument("--retention-hours", type=int)
     v.add_argument("--dry-run", action="store_true")
-    v.add_argument("--force", action="store_true", help="allow a retention under 168 hours")
+    v.add_argument("--force", action="store_true",
+                   help="allow a retention under 168 hours (an orphan age under 1 hour)")
+    v.add_argument("--orphans", action="store_true",
+                   help="delete files no Delta log mentions, folders with no log and "
+                        "staging left by failed runs instead")
+    v.add_argument("--min-age-hours", type=float, help="orphans: only files older than this "
+                                                       "(default 1; under 1 needs --force)")
+    dr = sub.add_parser("doctor", help="list orphans left by failed or killed runs (no change)")
+    dr.add_argument("table", nargs="?")
+    dr.add_argument("--min-age-hours", type=float)
     ns = p.parse_args(rest)
     lake = _open_lake(overrides)
 
@@ -251,13 +263,45 @@ def _lake(args: Sequence[str]) -> int:
         print(f"restored {ns.table} to {ns.version} as version {lake.version(ns.table)}: {metrics}")
     elif ns.op == "optimize":
         print(json.dumps(lake.optimize(ns.table), indent=2, default=str))
+    elif ns.op in ("doctor", "vacuum") and (ns.op == "doctor" or ns.orphans):
+        _orphans(lake, ns.table, ns.min_age_hours, dry_run=ns.op == "doctor" or ns.dry_run,
+                 force=getattr(ns, "force", False))
     elif ns.op == "vacuum":
+        if ns.table is None:
+            p.error("vacuum needs a table (or --orphans for the whole lake)")
         files = lake.vacuum(ns.table, ns.retention_hours, dry_run=ns.dry_run, force=ns.force)
         verb = "would delete" if ns.dry_run else "deleted"
         print(f"{verb} {len(files)} files")
         for f in files:
             print(f"  {f}")
     return 0
+
+
+def _orphans(lake: Any, table: str | None, min_age_hours: float | None, *, dry_run: bool,
+             force: bool) -> None:
+    """List (dry run) or delete the orphans under the lake or one table's folder."""
+    from raylake.lake.orphans import (
+        DEFAULT_MIN_AGE_HOURS,
+        check_min_age,
+        find_orphans,
+        remove_orphans,
+    )
+
+    hours = check_min_age(DEFAULT_MIN_AGE_HOURS if min_age_hours is None else min_age_hours,
+                          force=force)
+    found = find_orphans(lake, table, min_age_hours=hours)
+    where = f"{lake.root}/{table}" if table else lake.root
+    if not found:
+        print(f"no orphans older than {hours} hours in {where}")
+        return
+    _print_rows([o.to_dict() for o in found])
+    size = sum(o.size for o in found)
+    if dry_run:
+        print(f"would delete {len(found)} orphans ({size:,} bytes) older than {hours} hours; "
+              f"delete them with `raylake lake vacuum --orphans{' ' + table if table else ''}`")
+    else:
+        remove_orphans(lake, found)
+        print(f"deleted {len(found)} orphans ({size:,} bytes) older than {hours} hours")
 
 
 def _runs(args: Sequence[str]) -> int:

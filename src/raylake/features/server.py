@@ -1,21 +1,40 @@
 """The feature server: Feast's HTTP API on Ray Serve, over raylake's online store.
 
 ``POST /get-online-features`` takes and returns Feast's JSON, so Feast's HTTP
-clients work unchanged; ``POST /push`` writes rows to the online store (and,
-with ``"to": "online_and_offline"``, appends them to the view's lake table);
-``GET /health``. A bad request gets a 4xx whose message says what is wrong;
-the replica stays healthy. Autoscaling comes from ``feature_server`` config.
+clients work unchanged; ``POST /push`` writes rows to the online store only (an
+offline push is refused: rows reach the lake through ``raylake ingest``, with its
+casts, constraints, quarantine, dedup and run record); ``GET /health``.
+
+Every request is checked before it is served (``checks.py``): its API key and
+scope (``raylake.auth``: reads need ``read`` once keys are configured, push needs
+``push`` and is off without keys), its size, JSON and nesting, and every value
+against the declared entity, request or feature type. A bad request gets a 4xx
+whose message names the field; no input answers 500 and the replica stays
+healthy. Limits and autoscaling come from ``feature_server`` config.
 """
 
 import json
+import logging
 from typing import Any
 
 from ray import serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from raylake.errors import FeatureRequestError, RaylakeError
+from raylake.auth import ApiKeys
+from raylake.errors import AuthError, FeatureRequestError, RaylakeError
+from raylake.features.checks import (
+    Limits,
+    parse_json,
+    parse_time,
+    read_body,
+    safe_text,
+    show,
+    value_error,
+)
 from raylake.features.online.settings import StoreSettings
+
+log = logging.getLogger("raylake.features.server")
 
 # path -> (method, handler). Serve hands each request to `__call__`, which routes it
 # itself: a FastAPI ingress costs the replica about 0.4 ms per request (measured with
@@ -25,25 +44,20 @@ _ROUTES = {
     "/push": ("POST", "push"),
     "/health": ("GET", "health"),
 }
-
-_TYPES = {
-    "string": (str,), "int8": (int,), "int16": (int,), "int32": (int,), "int64": (int,),
-    "float32": (int, float), "float64": (int, float), "bool": (bool,),
-}
+_LOOKUP_FIELDS = ("features", "feature_service", "entities", "full_feature_names")
+# Feast's push request, plus raylake's `feature_view` for the push source's name.
+_PUSH_FIELDS = ("feature_view", "push_source_name", "df", "to", "allow_registry_cache")
+_OFFLINE_REFUSED = (
+    "'to': {to!r} is refused: the feature server writes the online store only. Put rows "
+    "into the lake with `raylake ingest` (casts, constraints, quarantine, dedup on the "
+    "primary key and a run record), then `raylake materialize`; push with 'to': 'online'.")
 
 
 BadRequest = FeatureRequestError  # the short name this module raises
 
 
-async def _json(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    try:
-        body = json.loads(raw or b"")
-    except ValueError as exc:
-        raise BadRequest(400, f"The body is not JSON: {exc}.") from exc
-    if not isinstance(body, dict):
-        raise BadRequest(400, "The body must be a JSON object.")
-    return body
+def _fail(status: int, message: str, kind: str = "") -> Exception:
+    return BadRequest(status, message)
 
 
 # Starlette's JSONResponse settings, with the encoder built once rather than per call.
@@ -90,33 +104,44 @@ def _status(exc: Exception) -> int:
     return 404 if isinstance(exc, LookupError) else 422
 
 
-def _rows(df: Any) -> list[dict[str, Any]]:
+def _error(exc: Exception) -> Response:
+    """The JSON answer to a refused request (its message made safe to encode)."""
+    if isinstance(exc, (BadRequest, AuthError)):
+        status = exc.status
+    elif isinstance(exc, RaylakeError):  # unknown feature, view or service (404), missing keys (422)
+        status = _status(exc)
+    else:  # a bug: the client is not at fault, and the replica stays up
+        log.exception("feature server request failed")
+        return JSONResponse({"error": f"Internal error ({type(exc).__name__}); see the "
+                                      "replica's log."}, status_code=500)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse({"error": safe_text(str(exc))}, status_code=status, headers=headers)
+
+
+def _unknown_fields(body: dict[str, Any], known: tuple[str, ...]) -> None:
+    unknown = [k for k in body if k not in known]
+    if unknown:
+        raise BadRequest(422, f"Unknown field {show(unknown[0])}; a request has "
+                              f"{', '.join(known)}.")
+
+
+def _rows(df: Any, limits: Limits) -> list[dict[str, Any]]:
     """Feast's push ``df``: columns {name: [values]} (or a list of row objects)."""
     if isinstance(df, list) and all(isinstance(r, dict) for r in df):
-        return df
-    if isinstance(df, dict) and df and all(isinstance(v, list) for v in df.values()):
+        rows = df
+    elif isinstance(df, dict) and df and all(isinstance(v, list) for v in df.values()):
         sizes = {len(v) for v in df.values()}
         if len(sizes) != 1:
             raise BadRequest(422, "Every column of 'df' needs the same number of values.")
         n = sizes.pop()
+        if n > limits.max_items:
+            raise BadRequest(413, f"{n} rows is over the limit of {limits.max_items}.")
         return [{k: v[i] for k, v in df.items()} for i in range(n)]
-    raise BadRequest(400, "Give 'df' as {column: [values]} or a list of row objects.")
-
-
-def _parse_time(v: Any):
-    import datetime as dt
-
-    if isinstance(v, (int, float)):
-        return dt.datetime.fromtimestamp(v, dt.timezone.utc)
-    try:
-        when = dt.datetime.fromisoformat(str(v).replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise BadRequest(422, f"{v!r} is not an ISO time.") from exc
-    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
-
-
-def _epoch(v: Any) -> float:
-    return _parse_time(v).timestamp()
+    else:
+        raise BadRequest(400, "Give 'df' as {column: [values]} or a list of row objects.")
+    if len(rows) > limits.max_items:
+        raise BadRequest(413, f"{len(rows)} rows is over the limit of {limits.max_items}.")
+    return rows
 
 
 # Defined after the helpers: Serve serializes the class when it is decorated.
@@ -124,20 +149,23 @@ def _epoch(v: Any) -> float:
 class FeatureServer:
     """A Serve replica answering Feast's HTTP API from the online store (routes in ``_ROUTES``)."""
 
-    def __init__(self, features: dict[str, Any], store: StoreSettings,
-                 lake_root: str, lake_options: dict[str, str], max_batch: int) -> None:
+    def __init__(self, features: dict[str, Any], store: StoreSettings, limits: dict[str, int],
+                 api_keys_file: str | None = None) -> None:
         from omegaconf import OmegaConf
 
         from raylake.config.schema import FeaturesConfig
         from raylake.features.definitions import resolve
-        from raylake.lake import Lake, Storage
+        from raylake.lake.types import type_name
 
         cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(FeaturesConfig), features))
         self.registry = resolve(cfg)
         self.store = store.open()
-        self.lake = Lake(Storage.from_config(lake_root, lake_options))
-        self.max_batch = max_batch
+        self.limits = Limits(**limits)
+        # Read here, in the replica: keys never travel in the deployment's arguments.
+        self.keys = ApiKeys(api_keys_file)
         self._types = {**self.registry.key_types(), **self.registry.request_types()}
+        self._feature_types = {name: {f: type_name(t) for f, t in view.features}
+                               for name, view in self.registry.views.items()}
 
     async def __call__(self, request: Request) -> Response:
         """Route ``request`` to its handler in ``_ROUTES``: 404 for an unknown path, 405
@@ -153,57 +181,101 @@ class FeatureServer:
         return await getattr(self, route[1])(request)
 
     async def health(self, request: Request) -> Response:
-        """``GET /health``."""
+        """``GET /health`` (open: no API key)."""
         return JSONResponse({"status": "ok"})
+
+    async def _body(self, request: Request, scope: str) -> dict[str, Any]:
+        """The request's JSON object once its key has ``scope`` and it is within limits."""
+        self.keys.check(request.headers, scope)
+        body = parse_json(await read_body(request, self.limits, _fail), self.limits, _fail)
+        if not isinstance(body, dict):
+            raise BadRequest(400, "The body must be a JSON object.")
+        return body
 
     async def get_online_features(self, request: Request) -> Response:
         """``POST /get-online-features``: Feast's request and response JSON."""
         try:
-            result = self._lookup(await _json(request))
+            body = await self._body(request, "read")
+            _unknown_fields(body, _LOOKUP_FIELDS)
+            result = self._lookup(body)
             return Response(encode_response(result), media_type="application/json")
-        except BadRequest as exc:
-            return JSONResponse({"error": str(exc)}, status_code=exc.status)
-        except RaylakeError as exc:  # unknown feature, view or service (404), missing keys (422)
-            return JSONResponse({"error": str(exc)}, status_code=_status(exc))
+        except Exception as exc:
+            return _error(exc)
 
     async def push(self, request: Request) -> Response:
-        """``POST /push``: rows to the online store (and the view's table with ``online_and_offline``)."""
-        import datetime as dt
+        """``POST /push``: rows to the online store; needs a key with the ``push`` scope."""
+        try:
+            body = await self._body(request, "push")
+            _unknown_fields(body, _PUSH_FIELDS)
+            to = body.get("to", "online")
+            if to in ("offline", "online_and_offline"):
+                raise BadRequest(422, _OFFLINE_REFUSED.format(to=to))
+            if to != "online":
+                raise BadRequest(422, f"'to' is {show(to)}; use online.")
+            name = body.get("feature_view") or body.get("push_source_name")
+            if not self._text(name):
+                raise BadRequest(422, "Name the view: 'feature_view' (or 'push_source_name').")
+            view = self.registry.view(str(name))
+            rows, ignored = self._check_rows(view, _rows(body.get("df"), self.limits))
+            self.store.write(rows)
+            answer: dict[str, Any] = {"status": "ok", "rows": len(rows), "to": to}
+            if ignored:
+                answer["ignored_columns"] = [show(c) for c in sorted(ignored)[:20]]
+            return JSONResponse(answer)
+        except Exception as exc:
+            return _error(exc)
 
-        import pyarrow as pa
+    def _text(self, value: Any) -> bool:
+        return value_error(value, "string", self.limits.max_string) is None and bool(value)
+
+    def _check_rows(self, view: Any, rows: list[Any]) -> tuple[list[Any], set[str]]:
+        """The online store's rows for pushed ``rows``, every value checked against the
+        view's declared types (422 naming the row and column); and the pushed columns
+        the view does not have (ignored, as Feast ignores them)."""
+        import datetime as dt
 
         from raylake.features.online.base import entity_key
 
-        try:
-            body = await _json(request)
-            name = body.get("feature_view") or body.get("push_source_name")
-            view = self.registry.view(name or "")
-            rows = _rows(body.get("df"))
-            if len(rows) > self.max_batch:
-                raise BadRequest(413, f"{len(rows)} rows is over the limit of {self.max_batch}.")
-            to = body.get("to", "online")
-            if to not in ("online", "offline", "online_and_offline"):
-                raise BadRequest(422, f"'to' is {to!r}; use online, offline or online_and_offline.")
-            needed = [*view.join_keys, *([view.timestamp_field] if view.timestamp_field else [])]
-            for r in rows:
-                missing = [c for c in needed if r.get(c) is None]
-                if missing:
-                    raise BadRequest(422, f"Every pushed row needs {needed}; a row lacks {missing}.")
-            if to != "offline":
-                out = []
-                for r in rows:
-                    ts = _epoch(r[view.timestamp_field]) if view.timestamp_field else 0.0
-                    out.append((entity_key(view.name, view.join_keys, [r[k] for k in view.join_keys]),
-                                ts, dt.datetime.now(dt.timezone.utc).timestamp(),
-                                {f: r.get(f) for f in view.feature_names}))
-                self.store.write(out)
-            if to != "online":
-                self._append_offline(view, rows, pa)
-            return JSONResponse({"status": "ok", "rows": len(rows), "to": to})
-        except BadRequest as exc:
-            return JSONResponse({"error": str(exc)}, status_code=exc.status)
-        except RaylakeError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=_status(exc))
+        key_types = self.registry.key_types()
+        types = self._feature_types[view.name]
+        times = [c for c in (view.timestamp_field, view.created_timestamp_column) if c]
+        known = {*view.join_keys, *times, *types}
+        needed = [*view.join_keys, *([view.timestamp_field] if view.timestamp_field else [])]
+        now = dt.datetime.now(dt.timezone.utc).timestamp()
+        out, ignored = [], set[str]()
+        for i, row in enumerate(rows):
+            ignored.update(c for c in row if c not in known)
+            lacks = [c for c in needed if row.get(c) is None]
+            if lacks:
+                raise BadRequest(422, f"df row {i} lacks {', '.join(lacks)}: every pushed row "
+                                      f"needs {needed}.")
+            for key in view.join_keys:
+                v = row[key]
+                want = value_error(v, key_types.get(key, "string"), self.limits.max_string)
+                if want:
+                    raise BadRequest(422, f"df row {i}: {key} is {show(v)}; it must be {want} "
+                                          f"({key} is {key_types.get(key, 'string')}).")
+            stamps = []
+            for col in times:
+                when = parse_time(row.get(col))
+                if when is None and (col == view.timestamp_field or row.get(col) is not None):
+                    raise BadRequest(422, f"df row {i}: {col} is {show(row.get(col))}; it must "
+                                          "be an ISO time (2024-01-31T12:00:00Z) or epoch "
+                                          "seconds.")
+                stamps.append(when.timestamp() if when else None)
+            values = {}
+            for f, t in types.items():
+                v = row.get(f)
+                want = None if v is None else value_error(v, t, self.limits.max_string)
+                if want:
+                    raise BadRequest(422, f"df row {i}: {f} is {show(v)}; it must be {want} "
+                                          f"({f} is {t}) or null.")
+                values[f] = v
+            event = stamps[0] if view.timestamp_field else 0.0
+            created = stamps[-1] if view.created_timestamp_column and stamps[-1] else now
+            out.append((entity_key(view.name, view.join_keys, [row[k] for k in view.join_keys]),
+                        event, created, values))
+        return out, ignored
 
     async def lookup(self, body: dict[str, Any]) -> dict[str, Any]:
         """``POST /get-online-features`` without HTTP, for other deployments calling through
@@ -218,63 +290,68 @@ class FeatureServer:
     def _lookup(self, body: dict[str, Any]) -> dict[str, Any]:
         from raylake.features.online.lookup import get_online_features
 
-        features = body.get("feature_service") or body.get("features")
-        if not features:
+        service, features = body.get("feature_service"), body.get("features")
+        if service is not None:
+            if not self._text(service):
+                raise BadRequest(422, f"feature_service is {show(service)}; give a service's "
+                                      "name.")
+            wanted: Any = service
+        elif isinstance(features, list) and features:
+            if len(features) > self.limits.max_items:
+                raise BadRequest(413, f"{len(features)} features is over the limit of "
+                                      f"{self.limits.max_items}.")
+            bad = [i for i, f in enumerate(features) if not self._text(f)]
+            if bad:
+                raise BadRequest(422, f"features[{bad[0]}] is {show(features[bad[0]])}; give "
+                                      "'view:feature' names.")
+            wanted = features
+        else:
             raise BadRequest(400, "Give 'features': ['view:feature', ...] or 'feature_service'.")
+        full = body.get("full_feature_names")
+        if full is not None and type(full) is not bool:
+            raise BadRequest(422, f"full_feature_names is {show(full)}; use true or false.")
         entities = self._check_entities(body.get("entities"))
-        return get_online_features(self.store, self.registry, features, entities,
-                                   full_feature_names=bool(body.get("full_feature_names")))
+        return get_online_features(self.store, self.registry, wanted, entities,
+                                   full_feature_names=bool(full))
 
     def _check_entities(self, entities: Any) -> dict[str, list[Any]]:
         """``entities`` once it is a dict of lists of the keys' types (else BadRequest)."""
         if not isinstance(entities, dict) or not entities:
             raise BadRequest(400, "Give 'entities': {\"join_key\": [values, ...]}.")
-        types = self._types
+        types, limit, max_string = self._types, self.limits.max_items, self.limits.max_string
         for key, values in entities.items():
             if key not in types:
-                raise BadRequest(422, f"Unknown entity key {key!r}; known keys: {sorted(types)}.")
+                raise BadRequest(422, f"Unknown entity key {show(key)}; known keys: "
+                                      f"{sorted(types)}.")
             if not isinstance(values, list):
                 raise BadRequest(400, f"entities.{key} must be a list of values.")
-            if len(values) > self.max_batch:
-                raise BadRequest(413, f"{len(values)} entity rows is over the limit of {self.max_batch}.")
-            allowed = _TYPES.get(types[key], (str, int, float))
-            for v in values:
-                if v is not None and (not isinstance(v, allowed) or (
-                        isinstance(v, bool) and bool not in allowed)):
-                    raise BadRequest(422, f"entities.{key} holds {v!r} ({type(v).__name__}); "
-                                          f"{key} is {types[key]}.")
+            if len(values) > limit:
+                raise BadRequest(413, f"{len(values)} entity rows is over the limit of {limit}.")
+            for i, v in enumerate(values):
+                want = None if v is None else value_error(v, types[key], max_string)
+                if want:
+                    raise BadRequest(422, f"entities.{key}[{i}] is {show(v)}; {key} is "
+                                          f"{types[key]}: {want}.")
         return entities
 
-    def _append_offline(self, view, rows: list[dict[str, Any]], pa) -> None:
-        from raylake.lake.commit import write_table
 
-        dtab = self.lake.table(view.source)
-        schema = pa.schema(dtab.schema().to_arrow())
-        cols = {}
-        for f in schema:
-            values = [r.get(f.name) for r in rows]
-            if not f.nullable and any(v is None for v in values):
-                raise BadRequest(422, f"Column {f.name!r} of {view.source!r} may not be null; "
-                                      "push it with every row.")
-            if pa.types.is_timestamp(f.type):
-                values = [None if v is None else _parse_time(v) for v in values]
-            try:
-                cols[f.name] = pa.array(values, f.type)
-            except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-                raise BadRequest(422, f"Column {f.name!r}: {exc}") from exc
-        write_table(self.lake, view.source, pa.table(cols, schema=schema), job="push")
+def server_limits(fs: Any) -> dict[str, int]:
+    """The request limits of a ``feature_server`` config, as ``Limits`` takes them."""
+    return {"max_body_bytes": fs.max_body_bytes, "max_items": fs.max_batch,
+            "max_string": fs.max_string_length, "max_depth": fs.max_depth}
 
 
 def build_app(conf: Any, lake: Any, store: StoreSettings):
-    """The Serve application with autoscaling and resources from ``conf.feature_server``."""
+    """The Serve application with autoscaling, resources and request limits from
+    ``conf.feature_server``; its API keys are read by each replica (``raylake.auth``)."""
     from dataclasses import asdict
 
     fs = conf.feature_server
+    ApiKeys(fs.api_keys_file)  # a broken key file fails here, before any replica starts
     # Ray's stubs do not show what @serve.deployment makes of the class (a Deployment).
     deployment = FeatureServer.options(  # type: ignore[attr-defined]
         autoscaling_config={"min_replicas": fs.min_replicas, "max_replicas": fs.max_replicas,
                             "target_ongoing_requests": fs.target_ongoing_requests},
         ray_actor_options={"num_cpus": fs.replica_cpus},
     )
-    return deployment.bind(asdict(conf.features), store, lake.root, dict(lake.storage.options),
-                           fs.max_batch)
+    return deployment.bind(asdict(conf.features), store, server_limits(fs), fs.api_keys_file)

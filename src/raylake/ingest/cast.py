@@ -1,9 +1,14 @@
 """Cast raw source rows to the declared schema and mark the rows that fail.
 
-Runs inside Ray Data tasks on Arrow tables. A row fails when a value cannot
-be cast, a non-nullable column is null, or a primary-key column is null; the
-row is kept, marked with its reason, column and raw values, so the writer can
-quarantine it. Nothing is dropped here: rows out always equal rows in.
+Runs inside Ray Data tasks on Arrow tables. A row fails when a text value is
+not valid UTF-8, a value cannot be cast, a float is not finite (unless the
+column allows it), a non-nullable column is null, or a primary-key column is
+null; the row is kept, marked with its reason, column and raw values, so the
+writer can quarantine it. Nothing is dropped here: rows out always equal rows in.
+
+Sources hand text over as binary where its encoding is not known to be valid
+(``raylake.ingest.sources``); it is checked here, one vectorized cast per
+column when it is all valid UTF-8.
 """
 
 from __future__ import annotations
@@ -37,17 +42,41 @@ def cast_block(block: pa.Table, specs: Sequence[ColumnSpec], primary_key: Sequen
     bad = reason != None  # noqa: E711 (element-wise)
     out: dict[str, pa.Array] = {}
     missing = [s.source for s in specs if s.source not in block.column_names]
+    # Decoded text of binary source columns, and where their bytes were not UTF-8.
+    texts: dict[str, pa.Array] = {}
+    undecodable: dict[str, np.ndarray] = {}
     for spec in specs:
         if spec.source in missing:
             if n and not bad.all():
                 available = [c for c in block.column_names if c not in INTERNAL]
+                # One column whose name holds a separator: the CSV was split on the wrong one.
+                hint = (" The source has one column whose name holds a separator: set "
+                        "source.csv.delimiter (e.g. ';' or '\\t')."
+                        if len(available) == 1 and any(ch in available[0] for ch in ";\t|")
+                        else "")
                 raise SourceError(
                     f"source column {spec.source!r} (for {spec.name!r}) is not in the source; "
                     f"it has {available}. Fix `columns` or `source` in the dataset config."
+                    + hint
                 )
             out[spec.name] = pa.nulls(n, spec.type)
             continue
         raw = block.column(spec.source).combine_chunks()
+        if _is_binary(raw.type):
+            raw_bytes = raw
+            raw, invalid = decode_utf8(raw_bytes)
+            texts[spec.source] = raw
+            if invalid is not None:
+                undecodable[spec.source] = invalid
+                new = invalid & ~bad
+                if new.any():
+                    values = raw_bytes.filter(pa.array(new)).to_pylist()
+                    reason[new] = [
+                        f"invalid UTF-8 in column {spec.name!r} (raw bytes in hex: {v.hex()})"
+                        for v in values
+                    ]
+                    column[new] = spec.name
+                    bad |= new
         typed, failed = cast_array(raw, spec)
         out[spec.name] = typed
         failed_np = failed.to_numpy(zero_copy_only=False) if failed is not None else None
@@ -57,6 +86,17 @@ def cast_block(block: pa.Table, specs: Sequence[ColumnSpec], primary_key: Sequen
                 values = raw.filter(pa.array(new)).to_pylist()
                 reason[new] = [
                     f"cannot cast {v!r} to {spec.type} in column {spec.name!r}" for v in values
+                ]
+                column[new] = spec.name
+                bad |= new
+        if pa.types.is_floating(spec.type) and not spec.allow_non_finite:
+            new = _non_finite(typed) & ~bad
+            if new.any():
+                values = raw.filter(pa.array(new)).to_pylist()
+                reason[new] = [
+                    f"non-finite value {str(v)!r} in column {spec.name!r}; set "
+                    "`allow_non_finite: true` on the column if it may hold inf or NaN"
+                    for v in values
                 ]
                 column[new] = spec.name
                 bad |= new
@@ -74,7 +114,8 @@ def cast_block(block: pa.Table, specs: Sequence[ColumnSpec], primary_key: Sequen
     out[ROW] = block.column(ROW)
     out[ERROR] = pa.array(reason, type=pa.string())
     out[COLUMN] = pa.array(column, type=pa.string())
-    out[RAW] = _raw_values(block, bad, [s.source for s in specs if s.source not in missing])
+    out[RAW] = _raw_values(block, bad, [s.source for s in specs if s.source not in missing],
+                           texts, undecodable)
     out[KEY] = _key_hash(out, primary_key, bad)
     return pa.table(out)
 
@@ -107,6 +148,57 @@ def cast_array(raw: pa.Array, spec: ColumnSpec) -> tuple[pa.Array, pa.Array | No
 
     go(0, len(raw))
     return pa.concat_arrays(pieces), pa.array(failed)
+
+
+def decode_utf8(raw: pa.Array) -> tuple[pa.Array, np.ndarray | None]:
+    """Binary ``raw`` as text; values that are not valid UTF-8 become null and are flagged.
+
+    One vectorized cast validates a whole clean column (the common case); a
+    column with bad values is halved down to small slices, so k bad values cost
+    O(k log n) casts plus a Python check of 64 values per bad one.
+    """
+    text_type = pa.large_string() if pa.types.is_large_binary(raw.type) else pa.string()
+    try:
+        return raw.cast(text_type), None
+    except pa.ArrowInvalid:
+        pass
+    invalid = np.zeros(len(raw), dtype=bool)
+
+    def go(lo: int, hi: int) -> None:
+        """Flag the values of ``raw[lo:hi]`` that are not UTF-8 in ``invalid``."""
+        try:
+            raw.slice(lo, hi - lo).cast(text_type)
+            return
+        except pa.ArrowInvalid:
+            pass
+        if hi - lo <= 64:
+            for i, v in enumerate(raw.slice(lo, hi - lo).to_pylist(), start=lo):
+                if v is not None:
+                    try:
+                        v.decode("utf-8")
+                    except UnicodeDecodeError:
+                        invalid[i] = True
+            return
+        mid = (lo + hi) // 2
+        go(lo, mid)
+        go(mid, hi)
+
+    go(0, len(raw))
+    mask = pa.array(invalid)
+    cleaned = pc.if_else(mask, pa.scalar(None, raw.type), raw)
+    return cleaned.cast(text_type), invalid
+
+
+def _is_binary(t: pa.DataType) -> bool:
+    return pa.types.is_binary(t) or pa.types.is_large_binary(t)
+
+
+def _non_finite(typed: pa.Array) -> np.ndarray:
+    """True where a float value is inf, -inf or NaN (nulls are not)."""
+    if typed.null_count == len(typed):
+        return np.zeros(len(typed), dtype=bool)
+    finite = pc.fill_null(pc.is_finite(typed), True)
+    return pc.invert(finite).to_numpy(zero_copy_only=False)
 
 
 def _cast(arr: pa.Array, spec: ColumnSpec) -> pa.Array:
@@ -152,14 +244,23 @@ def _optional_strings(block: pa.Table, name: str, n: int) -> np.ndarray:
     return np.full(n, None, dtype=object)
 
 
-def _raw_values(block: pa.Table, bad: np.ndarray, sources: list[str]) -> pa.Array:
+def _raw_values(block: pa.Table, bad: np.ndarray, sources: list[str],
+                texts: dict[str, pa.Array], undecodable: dict[str, np.ndarray]) -> pa.Array:
+    """The raw values of each bad row as JSON (the line, when the source gave one);
+    bytes that are not UTF-8 appear as ``{"hex": "..."}``."""
     raw = np.full(block.num_rows, None, dtype=object)
     if bad.any():
         mask = pa.array(bad)
         existing = (
             block.column(RAW).filter(mask).to_pylist() if RAW in block.column_names else None
         )
-        rows = block.select(sources).filter(mask).to_pylist()
+        columns = {c: texts.get(c, block.column(c)) for c in sources}
+        rows = pa.table(columns).filter(mask).to_pylist() if columns else [{}] * int(bad.sum())
+        for c, invalid in undecodable.items():
+            hexes = block.column(c).filter(mask).to_pylist()
+            for i, flag in enumerate(invalid[bad]):
+                if flag:
+                    rows[i][c] = {"hex": hexes[i].hex()}
         raw[bad] = [
             existing[i] if existing and existing[i] is not None else json.dumps(r, default=str)
             for i, r in enumerate(rows)

@@ -14,6 +14,7 @@ it was; a re-run over the same input finds the fingerprint and adds nothing.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as pds
 
+from raylake import errors as errors_module
 from raylake.config.schema import IngestConfig, TableConfig, WriteMode
 from raylake.errors import CountMismatchError, IngestError, RaylakeError, did_you_mean
 from raylake.ingest.dedup import resolve_duplicates
@@ -43,7 +45,13 @@ from raylake.ingest.tasks import (
 )
 from raylake.ingest.types import ColumnSpec, column_specs, declared_schema
 from raylake.ingest.writer import QUARANTINE_SCHEMA, WriteTarget
-from raylake.lake.commit import add_actions, already_committed, commit_files, merge_rows
+from raylake.lake.commit import (
+    add_actions,
+    already_committed,
+    commit_files,
+    commit_once,
+    merge_rows,
+)
 from raylake.lake.names import quarantine_table, validate_table_name
 from raylake.lake.tables import Lake
 from raylake.quality.cleanse import Step, describe_steps, resolve_steps
@@ -105,6 +113,7 @@ class _Plan:
     files: list[SourceFile]
     fingerprint: str
     started: float  # perf_counter when listing began
+    key: str = ""  # the table's key in dataset.tables (where its config lives)
 
     @property
     def app_id(self) -> str:
@@ -165,20 +174,28 @@ def ingest_table(
         result.skipped = True
         result.version = lake.version(plan.name)
         return result
-    write = _prepare_write(plan)
+    try:
+        write = _prepare_write(plan)  # may profile the source: a Ray pass
+    except Exception as exc:
+        err = _reraise(exc, plan.name)
+        if err is exc:
+            raise
+        raise err from exc
     try:
         out = _write_and_dedup(plan, write, result)
-        _check_nothing_lost(plan, out, result)
-        _check_constraints(plan, write, out, result)
+        try:
+            _check_nothing_lost(plan, out, result)
+            _check_constraints(plan, write, out, result)
+        except RaylakeError:
+            _remove_written(plan, write, out)  # nothing of this run is committed: leave nothing
+            raise
         _commit(plan, write, out, result)
         _save_profiles(plan, write, out, result)
-    except RaylakeError:
-        raise
     except Exception as exc:  # Ray wraps worker failures; keep the cause, say what happened
-        raise IngestError(
-            f"Ingesting {plan.name!r} failed before commit: {_root_cause(exc)}. "
-            f"Nothing was committed; table {plan.name!r} is unchanged. Fix the cause and re-run."
-        ) from exc
+        err = _reraise(exc, plan.name)
+        if err is exc:
+            raise
+        raise err from exc
     finally:
         if write.merging:
             _remove_staging(lake, f"_staging/{run_id}")
@@ -201,7 +218,7 @@ def _plan(lake: Lake, key: str, tcfg: TableConfig, opts: IngestOptions) -> _Plan
         {"table": name, "schema": str(schema), "pk": list(tcfg.primary_key), "mode": mode,
          "partition_by": list(tcfg.partition_by)}, sort_keys=True)
     return _Plan(lake, tcfg, opts, name, specs, schema, mode, spec, files,
-                 fingerprint(files, spec, layout), started)
+                 fingerprint(files, spec, layout), started, key)
 
 
 def _prepare_write(plan: _Plan) -> _WritePass:
@@ -257,8 +274,13 @@ def _write_and_dedup(plan: _Plan, write: _WritePass, result: TableResult) -> Wor
 
 
 def _check_nothing_lost(plan: _Plan, out: WorkerOutputs, result: TableResult) -> None:
-    """Every row read is written or quarantined, and not too many are quarantined."""
-    name, max_fraction = plan.name, plan.opts.ingest_cfg.max_quarantine_fraction
+    """Every row read is written or quarantined, and not too many rows failed.
+
+    The share counts rows that failed a cast or a check; rows that repeat an
+    earlier primary key are resolved (the first one wins), not failed, so they
+    do not count.
+    """
+    name = plan.name
     result.rows_read = out.rows_seen
     result.rows_written = sum(d["rows"] for d in out.data)
     result.rows_quarantined = sum(q["rows"] for q in out.quarantined)
@@ -268,15 +290,33 @@ def _check_nothing_lost(plan: _Plan, out: WorkerOutputs, result: TableResult) ->
             f"quarantined {result.rows_quarantined}. Nothing was committed. This is a bug "
             "in raylake: report it with the run id."
         )
-    result.reasons = _reason_counts(plan.lake, plan.qname, out.quarantined) if out.quarantined else {}
-    share = result.rows_quarantined / result.rows_read if result.rows_read else 0.0
-    if share > max_fraction:
+    examples: list[str] = []
+    result.reasons = (_reason_counts(plan.lake, plan.qname, out.quarantined, examples)
+                      if out.quarantined else {})
+    failed = result.rows_quarantined - result.duplicates
+    share = failed / result.rows_read if result.rows_read else 0.0
+    limit, setting = _quarantine_limit(plan)
+    if share > limit:
+        top = sorted(((n, k) for k, n in result.reasons.items() if not k.startswith("duplicate")),
+                     reverse=True)[:3]
         raise IngestError(
-            f"{name}: {result.rows_quarantined} of {result.rows_read} rows failed their checks, "
-            f"over ingest.max_quarantine_fraction={max_fraction}. "
-            f"Nothing was committed. Reasons: {result.reasons}. Fix the source or the "
-            "declared schema."
+            f"{name}: {failed:,} of {result.rows_read:,} rows ({share:.1%}) failed their casts "
+            f"or checks, over the limit of {limit:.1%} ({setting}={limit}). Nothing was "
+            f"committed: table {name!r} and {plan.qname!r} are unchanged. Top reasons: "
+            + "; ".join(f"{k} ({n:,} rows)" for n, k in top)
+            + (f". For example: {'; '.join(examples)}" if examples else "")
+            + ". Fix the source or the declared columns (type, format, source, "
+            "source.csv.delimiter / encoding); if this share is expected, raise "
+            f"{setting} (a share of rows, 0..1)."
         )
+
+
+def _quarantine_limit(plan: _Plan) -> tuple[float, str]:
+    """The table's limit on the share of failing rows, and the setting it comes from."""
+    own = getattr(plan.tcfg, "max_quarantine_fraction", None)
+    if own is not None:
+        return float(own), f"dataset.tables.{plan.key or plan.name}.max_quarantine_fraction"
+    return float(plan.opts.ingest_cfg.max_quarantine_fraction), "ingest.max_quarantine_fraction"
 
 
 def _check_constraints(plan: _Plan, write: _WritePass, out: WorkerOutputs,
@@ -299,11 +339,10 @@ def _commit(plan: _Plan, write: _WritePass, out: WorkerOutputs, result: TableRes
     lake, opts, tcfg, app_id = plan.lake, plan.opts, plan.tcfg, plan.app_id
     t3 = time.perf_counter()
     if out.quarantined:
-        result.quarantine_version = (
-            lake.version(plan.qname) if already_committed(lake, plan.qname, app_id) else commit_files(
-                lake, plan.qname, QUARANTINE_SCHEMA, add_actions(out.quarantined),
-                mode="append", app_id=app_id, run_id=opts.run_id, job=opts.job,
-            )
+        # Checked on the snapshot committed to: a concurrent run of this input commits once.
+        result.quarantine_version = commit_files(
+            lake, plan.qname, QUARANTINE_SCHEMA, add_actions(out.quarantined),
+            mode="append", app_id=app_id, run_id=opts.run_id, job=opts.job,
         )
     if opts.ingest_cfg.inject_failure == "commit":
         raise IngestError(
@@ -311,18 +350,20 @@ def _commit(plan: _Plan, write: _WritePass, out: WorkerOutputs, result: TableRes
             "nothing was committed to the table"
         )
     if write.merging:
-        reader = _staged_reader(lake, write.staging, plan.schema, tcfg.partition_by, out.data)
-        result.version, result.merge_metrics = merge_rows(
-            lake, plan.name, reader, tcfg.primary_key, app_id=app_id, run_id=opts.run_id,
-            job=opts.job,
+        done, result.merge_metrics = merge_rows(
+            lake, plan.name,
+            lambda: _staged_reader(lake, write.staging, plan.schema, tcfg.partition_by, out.data),
+            tcfg.primary_key, app_id=app_id, run_id=opts.run_id, job=opts.job,
         )
     else:
-        result.version = commit_files(
+        done = commit_once(
             lake, plan.name, plan.schema, add_actions(out.data),
             mode="overwrite" if plan.mode == "overwrite" else "append",
             partition_by=tcfg.partition_by, app_id=app_id, run_id=opts.run_id, job=opts.job,
             description=tcfg.description,
         )
+    # Not committed: a concurrent run of this input committed it first (nothing added).
+    result.version, result.skipped = done.version, not done.committed
     result.seconds["commit"] = round(time.perf_counter() - t3, 3)
 
 
@@ -330,7 +371,7 @@ def _save_profiles(plan: _Plan, write: _WritePass, out: WorkerOutputs,
                    result: TableResult) -> None:
     """The committed version's profile (and segments), when asked for and not a merge."""
     lake, opts, prof = plan.lake, plan.opts, out.profile
-    if not (opts.profile and not write.merging and prof.rows):
+    if not (opts.profile and not write.merging and prof.rows) or result.skipped:
         return
     version = result.version
     if version is None:  # _commit sets it before the profiles are saved
@@ -420,20 +461,124 @@ def _remove_staging(lake: Lake, folder: str) -> None:
         pass
 
 
-def _reason_counts(lake: Lake, qname: str, quarantined: list[dict]) -> dict[str, int]:
-    """Quarantined rows per kind of reason (the text before any quoted value) and column."""
+def _reason_counts(lake: Lake, qname: str, quarantined: list[dict],
+                   examples: list[str] | None = None) -> dict[str, int]:
+    """Quarantined rows per kind of reason (the text before any quoted value) and column;
+    the first few failing rows (file, record, full reason) go to ``examples``."""
     import pyarrow.parquet as pq
 
     fs, root = lake.storage.filesystem()
     counts: dict[str, int] = {}
     for q in quarantined:
-        frame = pq.read_table(f"{root}/{qname}/{q['path']}", columns=["reason", "column"],
+        frame = pq.read_table(f"{root}/{qname}/{q['path']}",
+                              columns=["reason", "column", "source_file", "source_row"],
                               filesystem=fs).to_pandas()
+        if examples is not None and len(examples) < 3:
+            failing = frame[~frame["reason"].str.startswith("duplicate primary key")]
+            for row in failing.head(3 - len(examples)).itertuples():
+                where = str(row.source_file).rsplit("/", 1)[-1]
+                examples.append(f"{where} record {row.source_row}: {str(row.reason)[:200]}")
         kinds = frame["reason"].str.replace(r"'.*$|\(.*$|:.*$", "", regex=True).str.strip()
         kinds = kinds + frame["column"].fillna("").map(lambda c: f" [{c}]" if c else "")
         for kind, n in kinds.value_counts().items():
             counts[kind] = counts.get(kind, 0) + int(n)
     return counts
+
+
+def _remove_written(plan: _Plan, write: _WritePass, out: WorkerOutputs) -> None:
+    """Delete the files this run wrote and will not commit (best effort: what is left
+    is an orphan that ``raylake lake vacuum`` finds)."""
+    fs, root = plan.lake.storage.filesystem()
+    base = root.rstrip("/")
+    for folder, entries in ((write.target.data_dir, out.data),
+                            (write.target.quarantine_dir, out.quarantined)):
+        for entry in entries:
+            try:
+                fs.delete_file(f"{base}/{folder}/{entry['path']}")
+            except (FileNotFoundError, OSError):
+                pass
+
+
+def _reraise(exc: Exception, name: str) -> BaseException:
+    """What to raise for ``exc``: itself when it is raylake's own, else what
+    :func:`_unwrapped` finds (to be chained to ``exc``)."""
+    from ray.exceptions import RayTaskError
+
+    if isinstance(exc, RaylakeError) and not isinstance(exc, RayTaskError):
+        return exc
+    return _unwrapped(exc, name)
+
+
+def _unwrapped(exc: BaseException, name: str) -> RaylakeError:
+    """The error a failed Ray task stands for: a raylake error raised in the task comes
+    back as itself (its message, not Ray's traceback and retry hint); any other
+    failure becomes an IngestError naming its root cause (``zipfile.BadZipFile: ...``)."""
+    cause = _task_cause(exc)
+    if isinstance(cause, RaylakeError):
+        return cause
+    remote = _remote_error(exc)
+    if remote is not None:
+        qualified, message = remote
+        cls = getattr(errors_module, qualified.rsplit(".", 1)[-1], None) \
+            if qualified.startswith("raylake.errors.") else None
+        if isinstance(cls, type) and issubclass(cls, RaylakeError):
+            try:
+                return cls(message)
+            except TypeError:  # an error class that takes more than a message
+                pass
+        root = f"{qualified.rsplit('.', 1)[-1]}: {message}"
+    else:
+        root = _root_cause(cause or exc)
+    return IngestError(
+        f"Ingesting {name!r} failed before commit: {root}. "
+        f"Nothing was committed; table {name!r} is unchanged. Fix the cause and re-run."
+    )
+
+
+def _task_cause(exc: BaseException) -> BaseException | None:
+    """The innermost exception in reach through Ray's wrappers (RayTaskError's
+    ``cause``, ``__cause__`` chains); a raylake error on the way is returned at once."""
+    from ray.exceptions import RayTaskError
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    found: BaseException | None = None
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, RaylakeError) and not isinstance(current, RayTaskError):
+            return current
+        found = current
+        nxt = current.cause if isinstance(current, RayTaskError) else None
+        current = nxt if nxt is not None else current.__cause__
+    return found
+
+
+# The exception line of a traceback: "zipfile.BadZipFile: File is not a zip file".
+_EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*): (.+)$")
+
+
+def _remote_error(exc: BaseException) -> tuple[str, str] | None:
+    """The exception a task's traceback shows (raylake's own, else the innermost), as
+    (qualified class name, message). Ray Data wraps a task's exception in a
+    UserCodeException whose pickled form drops ``__cause__``; only the remote
+    traceback's text still names it."""
+    from ray.exceptions import RayTaskError
+
+    current: BaseException | None = exc
+    seen: set[int] = set()
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, RayTaskError):
+            found = [(m.group(1), m.group(2).strip()) for m in map(_EXCEPTION_LINE.match,
+                                                                  str(current).splitlines())
+                     if m and not m.group(1).startswith("ray.")
+                     and m.group(1).rsplit(".", 1)[-1][:1].isupper()]
+            # raylake's own error says what to fix; else the innermost cause.
+            ours = [f for f in found if f[0].startswith("raylake.errors.")]
+            if ours or found:
+                return (ours or found)[0]
+        current = current.__cause__
+    return None
 
 
 def _root_cause(exc: BaseException) -> str:

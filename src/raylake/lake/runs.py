@@ -24,6 +24,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from raylake.config.redact import redact
 from raylake.errors import RunNotFoundError, did_you_mean
 from raylake.lake.commit import write_table
 from raylake.lake.tables import Lake
@@ -136,7 +137,9 @@ class RunRecorder:
 
     def __init__(self, lake: Lake, job: str, config: dict[str, Any], run_id: str | None = None):
         self.lake = lake
-        self.record = RunRecord(job=job, config=config, run_id=run_id or "")
+        # The runner hands a config already redacted with its environment values; this
+        # catches credential-like keys of a config from any other caller.
+        self.record = RunRecord(job=job, config=redact(config), run_id=run_id or "")
         self._t0 = 0.0
 
     def __enter__(self) -> RunRecord:

@@ -85,10 +85,18 @@ class Lake:
         return dtab
 
     def _load_version(self, dtab: DeltaTable, name: str, ref: VersionRef) -> None:
-        target = self.resolve_version(name, ref) if not isinstance(ref, dt.datetime) else ref
+        if isinstance(ref, dt.datetime):
+            target: int | dt.datetime = self._check_time(name, ref, dtab)
+        else:
+            target = self.resolve_version(name, ref)
+        if isinstance(target, int) and target < 0:
+            raise VersionNotFoundError(
+                f"Table {name!r} has no version {ref!r}: versions count up from 0 (latest is "
+                f"{dtab.version()}). See `raylake lake history {name}`."
+            )
         try:
             dtab.load_as_version(target)
-        except (DeltaError, OSError, ValueError) as exc:
+        except (DeltaError, OSError, ValueError, OverflowError) as exc:
             raise VersionNotFoundError(
                 f"Table {name!r} has no version {ref!r} (latest is {dtab.version()}). "
                 f"See `raylake lake history {name}`."
@@ -99,11 +107,54 @@ class Lake:
         if ref is None or isinstance(ref, (int, dt.datetime)):
             return ref if ref is not None else self.table(name).version()
         parsed = parse_version_ref(str(ref))
+        if isinstance(parsed, dt.datetime):
+            return self._check_time(name, parsed)
         if parsed is not None:
             return parsed
         from raylake.lake.tags import TagStore
 
         return TagStore(self).get(name, str(ref).strip())
+
+    def _check_time(self, name: str, when: dt.datetime, dtab: DeltaTable | None = None
+                    ) -> dt.datetime:
+        """``when`` (UTC if naive), or VersionNotFoundError when it is before the table's
+        first commit: Delta would quietly answer with version 0."""
+        when = when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+        dtab = dtab if dtab is not None else self.table(name)
+        try:
+            oldest = min(dtab.history(), key=lambda e: e.get("version", 0))
+        except (DeltaError, OSError, ValueError) as exc:
+            raise LakeError(f"Cannot read the history of {name!r}: {exc}") from exc
+        ts = oldest.get("timestamp")
+        if ts is not None:
+            first = dt.datetime.fromtimestamp(ts / 1000, dt.timezone.utc)
+            if when < first:
+                raise VersionNotFoundError(
+                    f"Table {name!r} did not exist at {when.isoformat()}: its first commit "
+                    f"(version {oldest.get('version')}) is at {first.isoformat()}. Give a "
+                    f"time at or after it, or a version (`raylake lake history {name}`)."
+                )
+        return when
+
+    def require_root(self) -> None:
+        """LakeError unless the lake's root exists: a command that reads the lake would
+        otherwise answer "no tables" for a mistyped root. (Writing needs no root: the
+        first ingest creates it.)"""
+        fs, root = self.storage.filesystem()
+        try:
+            info = fs.get_file_info(root)
+        except OSError as exc:
+            raise LakeError(f"Cannot reach the lake at {self.root}: {exc}. Check lake.root "
+                            "and lake.storage_options.") from exc
+        if info.type == pafs.FileType.NotFound:
+            raise LakeError(
+                f"The lake root {self.root} does not exist. Check lake.root (e.g. "
+                f"lake.root=/path/to/lake), or ingest first: `raylake ingest "
+                f"lake.root={self.root}` creates it."
+            )
+        if info.type == pafs.FileType.File:
+            raise LakeError(f"The lake root {self.root} is a file, not a folder; "
+                            "check lake.root.")
 
     def read(
         self,

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from raylake.config.redact import redact
 from raylake.errors import (
     ArtifactIntegrityError,
     ModelError,
@@ -138,7 +139,8 @@ class ModelRegistry:
         meta = {
             "features": _check_features(name, features),
             "training": _check_training(name, training),
-            "config": _plain_json(name, "config", config),
+            # Credential-like keys redacted: the registry is read by anyone with the lake.
+            "config": redact(_plain_json(name, "config", config)),
             "metrics": _plain_json(name, "metrics", metrics),
             "preprocessing": _plain_json(name, "preprocessing", preprocessing or {}),
         }

@@ -4,13 +4,16 @@ A :class:`Profile` holds, per column, counts, nulls, inferred types, a KLL
 quantile sketch of numeric values (times as epoch seconds), frequent items
 and a cardinality estimate. Profiles of parts merge into the profile of the
 whole, so blocks are profiled in parallel and versions or days combine later.
-This is raylake's interface; whylogs is behind it (``_whylogs``).
+This is raylake's interface; whylogs is behind it (``_whylogs``). The sketches are
+whylogs's own, filled in bulk from Arrow arrays (``sketch``): the profiles are whylogs
+profiles, and mix with ones made by ``why.log``.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
@@ -20,6 +23,7 @@ import pyarrow.compute as pc
 
 from raylake.errors import RaylakeError
 from raylake.quality._whylogs import DatasetProfileView, why
+from raylake.quality.sketch import column_views
 
 
 @dataclass
@@ -67,7 +71,26 @@ class Profile:
 
     @classmethod
     def of(cls, table: pa.Table) -> Profile:
-        """Profile an Arrow table (one block, on the process that holds it)."""
+        """Profile an Arrow table (one block, on the process that holds it).
+
+        The column sketches are filled in bulk from the Arrow arrays (``sketch``); the
+        few column types that path leaves out (decimals, binary, nested) go through
+        ``why.log``. Either way the result is a whylogs profile."""
+        if table.num_rows == 0:
+            return cls.empty()
+        views, rest = column_views(table)
+        if rest:
+            slow = why.log(_profilable(table.select(rest))).view()
+            views.update({name: slow.get_column(name) for name in rest})
+        now = datetime.now(timezone.utc)
+        return cls(DatasetProfileView(
+            columns={name: views[name] for name in table.column_names},
+            dataset_timestamp=now, creation_timestamp=now, metrics={}, metadata={}))
+
+    @classmethod
+    def of_whylogs(cls, table: pa.Table) -> Profile:
+        """The same profile made by ``why.log`` on a pandas frame (the slow reference
+        path: tests and benchmarks compare with it)."""
         if table.num_rows == 0:
             return cls.empty()
         return cls(why.log(_profilable(table)).view())

@@ -7,8 +7,9 @@ Every job runs the same way, so no job repeats it:
 2. the job's own ``check`` runs (refuse early, with the fix, before Ray starts);
 3. the lake is opened; ``prepare`` may replace the config (``train --from-run``);
 4. Ray is started or joined (``ray=False`` jobs skip it);
-5. a run record is opened with the resolved config (``record=False`` jobs keep none),
-   and marked succeeded or failed when the job returns or raises;
+5. a run record is opened with the resolved config, secrets redacted
+   (``record=False`` jobs keep none), and marked succeeded or failed when the job
+   returns or raises;
 6. the job's ``summary`` line(s) are printed after the record is written, and the
    result carries ``run_id`` and ``status``;
 7. an exception that is not a :class:`RaylakeError` is wrapped in :class:`JobError`
@@ -27,6 +28,7 @@ from typing import Any, Protocol
 from omegaconf import DictConfig, OmegaConf
 
 from raylake.config.loader import to_config
+from raylake.config.redact import env_paths, redacted_container
 from raylake.config.schema import RaylakeConfig
 from raylake.errors import JobError, RaylakeError
 from raylake.lake.runs import RunRecorder
@@ -115,7 +117,8 @@ def run_spec(spec: JobSpec, cfg: DictConfig | RaylakeConfig, *,
     if not spec.record:
         result = _call(spec, ctx, options, run_id=None)
     else:
-        with RunRecorder(lake, spec.name, resolved_config(raw, conf)) as run:
+        origin = cfg if isinstance(cfg, DictConfig) else None
+        with RunRecorder(lake, spec.name, resolved_config(raw, conf, origin)) as run:
             ctx.run = run
             result = _call(spec, ctx, options, run_id=run.run_id)
         result.setdefault("run_id", run.run_id)
@@ -126,12 +129,15 @@ def run_spec(spec: JobSpec, cfg: DictConfig | RaylakeConfig, *,
     return result
 
 
-def resolved_config(raw: DictConfig | None, conf: RaylakeConfig) -> dict[str, Any]:
-    """The config a run record keeps: interpolations resolved, Enums as their names."""
+def resolved_config(raw: DictConfig | None, conf: RaylakeConfig,
+                    origin: DictConfig | None = None) -> dict[str, Any]:
+    """The config a run record keeps: interpolations resolved, Enums as their names,
+    credentials and values read from the environment redacted (``config/redact.py``).
+
+    ``origin`` is the config as composed, when ``prepare`` replaced it: a value it read
+    from the environment stays redacted though the replacement holds it resolved."""
     node = raw if raw is not None else OmegaConf.structured(conf)
-    out = OmegaConf.to_container(node, resolve=True, enum_to_str=True)
-    assert isinstance(out, dict)
-    return {str(k): v for k, v in out.items()}
+    return redacted_container(node, env_paths(origin))
 
 
 def _call(spec: JobSpec, ctx: JobContext, options: dict[str, Any],

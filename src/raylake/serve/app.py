@@ -10,7 +10,9 @@ Request (JSON)::
 Answer: ``{"request_id", "unit_id", "arm", "model", "version", "predictions": [...]}``.
 
 A bad request gets a 4xx whose ``error`` names the field (``inputs.py`` checks
-it); the replica stays healthy.
+it, within the body and value limits of ``model_server``); the replica stays healthy and
+no input answers 500. With API keys configured (``raylake.auth``), /predict needs a key
+with the ``read`` scope; /health is open.
 Requests of one replica are scored together (``@serve.batch``, one model call per
 arm). Shadow arms score a copy of the request after the answer is sent; their answers
 go to the request log only. Every answer, error and shadow answer is logged
@@ -32,7 +34,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from ray import serve
 
-from raylake.errors import RaylakeError, did_you_mean
+from raylake.auth import ApiKeys
+from raylake.errors import AuthError, RaylakeError, did_you_mean
+from raylake.features.checks import Limits, read_body, safe_text
 from raylake.models.spec import FeatureSpec
 from raylake.serve.inputs import (
     BadRequest,
@@ -90,14 +94,26 @@ class ModelServer:
             for name, kind in feature_kinds(spec, mv.features).items():
                 self.kinds.setdefault(name, kind)
         self.max_rows = settings["max_rows"]
+        # Request limits and API keys (docs/security.md#http). The keys are read here, in
+        # the replica, from its environment and key file: never in the Serve arguments.
+        self.limits = Limits(
+            max_body_bytes=settings.get("max_body_bytes", 1 << 20), max_items=self.max_rows,
+            max_string=settings.get("max_string_length", 1024),
+            max_depth=settings.get("max_depth", 8))
+        self.max_unit_id = settings.get("max_unit_id_length", 256)
+        self.keys = ApiKeys(settings.get("api_keys_file"))
         # Methods of the @serve.batch wrapper, which type checkers do not see.
         self._score.set_max_batch_size(settings["max_batch_size"])  # type: ignore[attr-defined]
         self._score.set_batch_wait_timeout_s(  # type: ignore[attr-defined]
             settings["batch_wait_timeout_s"])
         self.replica = serve.get_replica_context().replica_id.unique_id
         table = settings.get("request_log_table")
-        self.request_log = RequestLog(self.lake, table, flush_rows=settings["log_flush_rows"],
-                                      flush_s=settings["log_flush_s"]) if table else None
+        # Rows are spooled locally before each answer and committed in batches under
+        # this replica's Delta app id; a killed replica's spool is adopted (request_log.py).
+        self.request_log = RequestLog(
+            self.lake, table, replica=self.replica, spool_dir=settings.get("log_spool_dir"),
+            flush_rows=settings["log_flush_rows"], flush_s=settings["log_flush_s"],
+        ) if table else None
         self.lookup: Any = None  # (registry, store, service, key types) of the feature lookups
         if lookup:
             self._open_lookup(lookup)
@@ -113,7 +129,8 @@ class ModelServer:
             "shadow arms: their own scoring time.", LATENCY_BOUNDARIES_MS, arm_tags)
         self.m_errors = metrics.Counter(
             "raylake_model_errors", "Failed requests by kind (bad_json, unknown_field, "
-            "unknown_feature, missing_feature, wrong_type, too_large, lookup, internal, shadow).",
+            "unknown_feature, missing_feature, wrong_type, too_large, auth, lookup, internal, "
+            "shadow).",
             ("kind",))
 
     def _open_lookup(self, lookup: dict[str, Any]) -> None:
@@ -150,8 +167,10 @@ class ModelServer:
         request_id = uuid.uuid4().hex
         unit_id, arm = None, None
         try:
-            req = parse_request(read_json(await request.body()), self.kinds, self.max_rows,
-                                self.lookup is not None)
+            self.keys.check(request.headers, "read")
+            raw = await read_body(request, self.limits, BadRequest)
+            req = parse_request(read_json(raw, self.limits), self.kinds, self.limits,
+                                self.lookup[3] if self.lookup else None, self.max_unit_id)
             unit_id = req.unit_id
             # Without a unit id the request is its own unit: a fair draw, not sticky.
             arm = self.assigner.assign(unit_id or request_id)
@@ -160,6 +179,8 @@ class ModelServer:
             predictions = await self._score((arm.name, table))
         except BadRequest as exc:
             return self._failed(exc.status, exc.kind, exc, request_id, unit_id, arm, start)
+        except AuthError as exc:  # no key, a wrong key or one without the read scope
+            return self._failed(exc.status, "auth", exc, request_id, unit_id, arm, start)
         except RaylakeError as exc:  # e.g. the online lookup refused the entities
             status = 404 if isinstance(exc, LookupError) else 422
             return self._failed(status, "lookup", exc, request_id, unit_id, arm, start)
@@ -255,11 +276,14 @@ class ModelServer:
         if arm is not None:
             self.m_requests.inc(tags={"arm": arm.name, "model": arm.model,
                                       "version": str(arm.version), "status": str(status)})
-        message = str(exc) if status < 500 else f"Internal error ({type(exc).__name__}); see the replica's log."
-        self._log(request_id, unit_id, arm, status, error_kind=kind, error=str(exc)[:1000],
+        # Messages can quote request values: made safe to encode (lone surrogates escaped).
+        text = safe_text(str(exc))
+        message = text if status < 500 else f"Internal error ({type(exc).__name__}); see the replica's log."
+        self._log(request_id, unit_id, arm, status, error_kind=kind, error=text[:1000],
                   latency_ms=ms)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         return JSONResponse({"error": message, "kind": kind, "request_id": request_id},
-                            status_code=status)
+                            status_code=status, headers=headers)
 
     def _observe(self, arm: Any, status: int, rows: int, ms: float) -> None:
         tags = {"arm": arm.name, "model": arm.model, "version": str(arm.version),
@@ -290,17 +314,28 @@ class ModelServer:
         if rl is not None and rl.writer_died:
             raise RuntimeError("the request log's writer thread died")
 
-    def __del__(self) -> None:
-        # Serve calls this when it stops the replica: write the rows still buffered.
+    async def __del__(self) -> None:
+        # Ray Serve's graceful stop (scale-down, redeploy, serve.delete/shutdown) has no
+        # other hook: once the replica's requests are drained it calls and awaits this,
+        # once (the @serve.ingress wrapper's async __del__ runs FastAPI's shutdown, then
+        # this), within graceful_shutdown_timeout_s (20 s) before killing the process.
+        # Python's own garbage collection never runs it (the wrapper's __del__ is async).
+        # Shadow answers still being scored are logged first, then the final flush runs
+        # in a thread so the replica's event loop is not blocked; what it cannot append
+        # stays in the spool for the next replica on this node.
+        tasks = list(getattr(self, "_shadow_tasks", ()))
+        if tasks:
+            await asyncio.wait(tasks, timeout=5.0)
         rl = getattr(self, "request_log", None)
         if rl is not None:
-            rl.close()
+            await asyncio.to_thread(rl.close, 10.0)
 
 
 def build_app(conf: Any, lake: Any):
     """The Serve application: arms pinned to versions, autoscaling from ``conf.model_server``."""
     from dataclasses import asdict
 
+    from raylake.config.redact import redact_options
     from raylake.models.registry import ModelRegistry
     from raylake.serve.ab import resolve_arms
     from raylake.serve.request_log import ensure_table
@@ -317,10 +352,18 @@ def build_app(conf: Any, lake: Any):
                   "store": store_settings(conf, lake)}
     settings = {k: getattr(ms, k) for k in (
         "salt", "max_rows", "max_batch_size", "batch_wait_timeout_s", "request_log_table",
-        "log_flush_rows", "log_flush_s")}
+        "log_flush_rows", "log_flush_s", "log_spool_dir")}
+    # Request limits; the key file's path only (the keys never leave the replica's host).
+    settings.update({k: getattr(ms, k) for k in (
+        "max_body_bytes", "max_string_length", "max_unit_id_length", "max_depth",
+        "api_keys_file")})
+    ApiKeys(ms.api_keys_file)  # a broken key file fails here, before any replica starts
     # @serve.deployment made the class a Deployment; type checkers still see the class.
     deployment = ModelServer.options(**deployment_options(ms))  # type: ignore[attr-defined]
-    return deployment.bind([a.to_dict() for a in arms], lake.root, dict(lake.storage.options),
+    # Serve keeps a deployment's arguments: credentials stay out (config/redact.py); the
+    # replicas read them from their environment.
+    return deployment.bind([a.to_dict() for a in arms], lake.root,
+                           redact_options(lake.storage.options),
                            settings, lookup)
 
 

@@ -4,15 +4,23 @@ versions."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict
 from typing import Any
+
+from raylake.config.redact import ConfigPath, redact
 
 APP_NAME = "model"
 IMPORT_PATH = "raylake.serve.app:app_builder"
 
 
-def serve_config(conf: Any, arms: list[Any]) -> dict[str, Any]:
-    """A Serve config (ServeDeploySchema) running this server with ``arms`` pinned."""
+def serve_config(conf: Any, arms: list[Any], env: Iterable[ConfigPath] = ()) -> dict[str, Any]:
+    """A Serve config (ServeDeploySchema) running this server with ``arms`` pinned.
+
+    The config it carries is redacted (``config/redact.py``): credential-like keys and
+    the values at ``env`` (the composed config's environment interpolations,
+    :func:`~raylake.config.redact.env_paths`) become ``<redacted>``, which the app
+    leaves out, so the cluster's environment supplies them."""
     from raylake.serve.app import DEPLOYMENT, deployment_options
 
     ms = asdict(conf.model_server)
@@ -26,6 +34,7 @@ def serve_config(conf: Any, arms: list[Any]) -> dict[str, Any]:
     if conf.model_server.feature_service:
         config["features"] = asdict(conf.features)
         config["online"] = asdict(conf.online)
+    config = redact(config, env)
     options = deployment_options(conf.model_server)
     return {
         "proxy_location": "EveryNode",

@@ -1,22 +1,30 @@
-"""A ``POST /predict`` body, checked before any model runs: its fields and every value
-against the features the served models read (a 4xx whose ``error`` names the field, see
+"""A ``POST /predict`` body, checked before any model runs: its size, JSON and nesting
+(``raylake.features.checks``), its fields and every value against the features the served
+models read and the entity keys' types (a 4xx whose ``error`` names the field, see
 :mod:`raylake.serve.app`), then typed into the Arrow table a model's FeatureSpec encodes.
 """
 
 from __future__ import annotations
 
 import functools
-import json
-import math
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Optional
 
 import pyarrow as pa
 
 from raylake.errors import ModelRequestError, did_you_mean
+from raylake.features.checks import (
+    Limits,
+    check_string,
+    label,
+    parse_json,
+    show,
+    value_error,
+)
 from raylake.models.spec import FeatureSpec
 
 BadRequest = ModelRequestError  # the short name this module raises
 _KEYS = ("unit_id", "features", "entities")
+_INT64 = 2 ** 63
 
 
 class Parsed(NamedTuple):
@@ -36,37 +44,42 @@ def feature_kinds(spec: FeatureSpec, features: list[dict[str, Any]]) -> dict[str
     return kinds
 
 
-def read_json(raw: bytes) -> Any:
-    """The request body as JSON; 400 ``bad_json`` if it is not."""
-    try:
-        return json.loads(raw or b"")
-    except ValueError as exc:
-        raise BadRequest(400, f"The body is not JSON: {exc}.", "bad_json") from exc
+_DEFAULT_LIMITS = Limits()
 
 
-def parse_request(body: Any, kinds: dict[str, str], max_rows: int,
-                  lookup: bool = False) -> Parsed:
-    """Check a /predict body against the features the arms know; 4xx naming the field."""
+def read_json(raw: bytes, limits: Limits = _DEFAULT_LIMITS) -> Any:
+    """The request body as JSON; 400 ``bad_json`` if it is not UTF-8 JSON within
+    ``limits.max_depth`` (``raylake.features.checks.parse_json``)."""
+    return parse_json(raw, limits, BadRequest)
+
+
+def _near(name: str, known: Any) -> str:
+    # difflib on a huge hostile name costs seconds: only short names get a suggestion.
+    return did_you_mean(name, known) if len(name) <= 100 else ""
+
+
+def parse_request(body: Any, kinds: dict[str, str], limits: Limits,
+                  key_types: Optional[dict[str, str]] = None,
+                  max_unit_id: int = 256) -> Parsed:
+    """Check a /predict body against the features the arms know and, when the server looks
+    features up, the entity keys' types (``key_types``; None: no lookups); 4xx naming the
+    field. ``limits.max_items`` is the most rows a request may have."""
     if not isinstance(body, dict):
         raise BadRequest(400, "The body must be a JSON object: {\"features\": {...}}.", "bad_json")
     unknown = [k for k in body if k not in _KEYS]
     if unknown:
-        raise BadRequest(422, f"Unknown field {unknown[0]!r}.{did_you_mean(unknown[0], _KEYS)} "
+        raise BadRequest(422, f"Unknown field {label(unknown[0])!r}.{_near(unknown[0], _KEYS)} "
                               f"A request has {', '.join(_KEYS)}.", "unknown_field")
-    unit_id = body.get("unit_id")
-    if unit_id is not None:
-        if isinstance(unit_id, bool) or not isinstance(unit_id, (str, int)) or unit_id == "":
-            raise BadRequest(422, f"unit_id must be a non-empty string or an integer, got "
-                                  f"{unit_id!r}.", "wrong_type")
-        unit_id = str(unit_id)
+    unit_id = _unit_id(body.get("unit_id"), max_unit_id)
     features, entities = body.get("features"), body.get("entities")
     if features is None and entities is None:
         raise BadRequest(400, "Give 'features': {name: [values]} (or 'entities' when the "
                               "server looks features up).", "invalid_request")
-    if entities is not None and not lookup:
+    if entities is not None and key_types is None:
         raise BadRequest(422, "entities: this server has no feature service to look features "
                               "up with (model_server.feature_service); send 'features'.",
                          "invalid_request")
+    known_keys = key_types or {}
     columns: dict[str, list[Any]] = {}
     if features is not None:
         if not isinstance(features, dict) or not features:
@@ -79,13 +92,18 @@ def parse_request(body: Any, kinds: dict[str, str], max_rows: int,
         columns = dict(features) if all(lists) else {k: [v] for k, v in features.items()}
         for name in columns:
             if name not in kinds:
-                raise BadRequest(422, f"features.{name} is not a feature of the served model(s)."
-                                      f"{did_you_mean(name, kinds)} Features: "
+                raise BadRequest(422, f"features.{label(name)} is not a feature of the served "
+                                      f"model(s).{_near(name, kinds)} Features: "
                                       f"{', '.join(sorted(kinds))}.", "unknown_feature")
     if entities is not None:
         if not isinstance(entities, dict) or not entities or not all(
                 isinstance(v, list) for v in entities.values()):
             raise BadRequest(422, "entities must be an object {join_key: [values]}.", "wrong_type")
+        for key in entities:
+            if key not in known_keys:
+                raise BadRequest(422, f"entities.{label(key)} is not an entity key."
+                                      f"{_near(key, known_keys)} Keys: "
+                                      f"{', '.join(sorted(known_keys))}.", "unknown_field")
     sizes = {len(v) for v in [*columns.values(), *((entities or {}).values())]}
     if len(sizes) > 1:
         raise BadRequest(422, f"features and entities need the same number of values each; got "
@@ -93,31 +111,52 @@ def parse_request(body: Any, kinds: dict[str, str], max_rows: int,
     n = sizes.pop() if sizes else 0
     if n == 0:
         raise BadRequest(422, "features: no rows to score (empty lists).", "invalid_request")
-    if n > max_rows:
-        raise BadRequest(413, f"{n} rows is over the limit of {max_rows} per request.", "too_large")
+    if n > limits.max_items:
+        raise BadRequest(413, f"{n} rows is over the limit of {limits.max_items} per request.",
+                         "too_large")
     for name, values in columns.items():
-        check_values(name, values, kinds[name])
+        check_values(name, values, kinds[name], limits.max_string)
+    for key, values in (entities or {}).items():
+        for i, v in enumerate(values):
+            want = None if v is None else value_error(v, known_keys[key], limits.max_string)
+            if want:
+                raise BadRequest(422, f"entities.{key}[{i}] is {show(v)}; {key} is "
+                                      f"{known_keys[key]}: {want}.", "wrong_type")
     return Parsed(unit_id, columns, entities, n)
 
 
-def check_values(name: str, values: list[Any], kind: str) -> None:
+def _unit_id(unit_id: Any, max_length: int) -> Optional[str]:
+    # Never echoed: it is logged with every answer, and a hostile one could be megabytes.
+    if unit_id is None:
+        return None
+    if type(unit_id) is int and -_INT64 <= unit_id < _INT64:
+        return str(unit_id)
+    if type(unit_id) is not str or unit_id == "":
+        raise BadRequest(422, "unit_id must be a non-empty string or an integer.", "wrong_type")
+    if not check_string(unit_id, max_length):
+        raise BadRequest(422, f"unit_id must be UTF-8 text of at most {max_length} "
+                              f"characters (model_server.max_unit_id_length).", "too_large")
+    return unit_id
+
+
+def check_values(name: str, values: list[Any], kind: str, max_string: int = 1024) -> None:
     """Every value of feature ``name`` is of its ``kind`` (or null); 422 naming the first
-    that is not."""
+    that is not. ``bool`` takes only true/false; numbers must be finite floats' size."""
     for i, v in enumerate(values):
         if v is None:  # a missing value is a valid input (NaN / unknown category)
             continue
         if kind == "category":
-            ok = isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool))
-            want = "a string"
+            ok = check_string(v, max_string) or (type(v) is int and -_INT64 <= v < _INT64)
+            want = f"text of at most {max_string} characters or an integer"
         elif kind == "bool":
-            ok = isinstance(v, (bool, int)) and not isinstance(v, float)
+            ok = type(v) is bool
             want = "true or false"
         else:
-            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            ok = value_error(v, "float64", max_string) is None
             want = "a finite number"
         if not ok:
-            raise BadRequest(422, f"features.{name}[{i}] is {v!r} ({type(v).__name__}); {name} "
-                                  f"must be {want} or null.", "wrong_type")
+            raise BadRequest(422, f"features.{name}[{i}] is {show(v)} ({type(v).__name__}); "
+                                  f"{name} must be {want} or null.", "wrong_type")
 
 
 def to_table(columns: dict[str, list[Any]], spec: FeatureSpec) -> pa.Table:

@@ -19,6 +19,7 @@ def serve(ctx: JobContext, *, blocking: bool = True) -> dict[str, Any]:
     config for the same arms, pinned to the versions deployed now."""
     from ray import serve as ray_serve
 
+    from raylake.config.redact import env_paths
     from raylake.models.registry import ModelRegistry
     from raylake.serve.ab import resolve_arms
     from raylake.serve.app import build_app
@@ -28,7 +29,7 @@ def serve(ctx: JobContext, *, blocking: bool = True) -> dict[str, Any]:
     ms = conf.model_server
     arms = resolve_arms(conf.model, ms.arms, ModelRegistry(lake))
     if ms.config_file:
-        write_serve_config(ms.config_file, serve_config(conf, arms))
+        write_serve_config(ms.config_file, serve_config(conf, arms, env_paths(ctx.cfg)))
         ctx.echo(f"Serve config written to {ms.config_file} (serve deploy {ms.config_file})")
     ray_serve.start(http_options={"host": ms.host, "port": ms.port})
     handle = ray_serve.run(build_app(conf, lake), name=APP_NAME, route_prefix="/",

@@ -89,13 +89,16 @@ def reported(result: Any) -> dict[str, Any]:
 def config_of_run(lake: Lake, run_id: str, current: Any) -> tuple[Any, DictConfig]:
     """The config a train run recorded, with its training-set version pinned, and
     ``train.from_run`` naming that run (recorded again by the new run)."""
+    from raylake.config.redact import without_redacted
     from raylake.config.schema import RaylakeConfig
 
     record = get_run(lake, run_id)
     if record.get("job") != "train":
         raise ConfigError(f"Run {run_id!r} is a {record.get('job')!r} run; --from-run takes a "
                           "train run (see `raylake runs list`).")
-    recorded = dict(record["config"])
+    # A redacted setting (a secret, or a value read from the environment) is left to the
+    # default or the current environment, never merged back as the marker.
+    recorded = dict(without_redacted(record["config"]))
     recorded.pop("hydra", None)
     # Merged onto a structured dataclass config: a DictConfig, never a ListConfig.
     cfg = cast(DictConfig, OmegaConf.merge(OmegaConf.structured(RaylakeConfig), recorded))
