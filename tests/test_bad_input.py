@@ -283,3 +283,14 @@ def test_ingest_creates_a_lake_root_that_does_not_exist_yet(ray_session, tmp_pat
     res = ingest_table(lake, "events", table_config(src, EVENTS_COLUMNS), run_id="fresh")
     assert res.version == 0 and lake.count("events") == 5
     lake.require_root()
+
+
+def test_jsonl_objects_and_arrays_keep_their_numbers():
+    # Top-level numbers stay as written (1e999 is judged as such); numbers inside an
+    # object or array are stored as JSON numbers, not as strings.
+    from raylake.ingest.sources import _parse_jsonl
+
+    table = _parse_jsonl(b'{"id": 1, "m": {"a": 1.5, "b": [2.25, "x"]}, "v": 1e999}\n',
+                         ["id", "m", "v"])
+    assert json.loads(table.column("m")[0].as_py()) == {"a": 1.5, "b": [2.25, "x"]}
+    assert table.column("v")[0].as_py() == "1e999"

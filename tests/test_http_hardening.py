@@ -306,3 +306,20 @@ def test_hostile_bodies_get_4xx(srv, where):
         assert r.status_code == status, (body if len(str(body)) < 200 else "big", r.text)
         assert "u" * 300 not in r.text
     assert healthy(srv)
+
+
+def test_keys_found_where_deployed_must_be_found_by_every_replica():
+    # A replica (another node) without the environment or the file must not serve open.
+    with pytest.raises(ConfigError, match="finds none"):
+        ApiKeys(None, env={}, required=True)
+    assert ApiKeys(None, env={"RAYLAKE_API_KEYS": f"r:read:{'s' * 20}"}, required=True).configured
+
+
+@pytest.mark.parametrize("entry", [
+    "reader:ThisIsTheSecretValue42:read",  # fields swapped: the secret where scopes go
+    "ThisIsTheSecretValue42:read:short",   # the secret where the name goes
+])
+def test_a_bad_entry_never_shows_any_of_its_fields(entry):
+    with pytest.raises(ConfigError) as err:
+        parse_keys(entry, "RAYLAKE_API_KEYS")
+    assert "ThisIsTheSecretValue42" not in str(err.value)

@@ -88,8 +88,11 @@ def test_files_named_only_by_a_checkpoint_are_kept(lake, tmp_path):
 
 
 def test_min_age_under_default_needs_force():
-    assert check_min_age(2, force=False) == 2
+    assert check_min_age(200, force=False) == 200
+    assert check_min_age(2, force=True) == 2
     assert check_min_age(0, force=True) == 0
+    with pytest.raises(UnsafeOperationError, match="--force"):
+        check_min_age(2, force=False)  # under Delta's 168-hour retention
     with pytest.raises(UnsafeOperationError, match="--force"):
         check_min_age(0, force=False)
     with pytest.raises(UnsafeOperationError, match="negative"):
@@ -99,7 +102,7 @@ def test_min_age_under_default_needs_force():
 def test_cli_doctor_lists_and_vacuum_orphans_removes(lake, tmp_path):
     root = tmp_path / "lake"
     write_table(lake, "t", pa.table({"x": [1]}))
-    dead = parquet(root / "t" / "part-dead.parquet", age_hours=3)
+    dead = parquet(root / "t" / "part-dead.parquet", age_hours=200)  # past the 168 h default
 
     def cli(*args):
         return subprocess.run([PYTHON, "-m", "raylake", "lake", *args, f"lake.root={root}"],
@@ -116,3 +119,15 @@ def test_cli_doctor_lists_and_vacuum_orphans_removes(lake, tmp_path):
     assert done.returncode == 0 and "deleted 1 orphans" in done.stdout and not dead.exists()
     assert "no orphans" in cli("doctor").stdout
     assert rows(lake, "t") == [1]
+
+
+def test_partition_values_with_spaces_and_colons_are_not_orphans(lake, tmp_path):
+    # A partition value a writer percent-encodes in the log (or on disk) is still the
+    # same file: judged by the path as written and as decoded.
+    when = ["2013-01-01 05:00:00", "a b"]
+    write_table(lake, "pt", pa.table({"x": [1, 2], "k": when}), partition_by=["k"])
+    for f in (tmp_path / "lake" / "pt").rglob("*.parquet"):
+        then = time.time() - 7200
+        os.utime(f, (then, then))
+    assert find_orphans(lake, min_age_hours=1) == []
+    assert sorted(lake.read("pt").column("x").to_pylist()) == [1, 2]

@@ -66,10 +66,11 @@ def parse_keys(text: str, where: str) -> list[ApiKey]:
         scopes = frozenset(s.strip() for s in scopes_text.split("+") if s.strip())
         bad = sorted(scopes - set(SCOPES))
         if not name or not scopes or bad:
-            raise ConfigError(f"{where}: entry {i + 1} ({name or 'no name'}) has scopes "
-                              f"{scopes_text!r}; use read, push or read+push.")
+            # No field of a bad entry is quoted: swapped fields would show the secret.
+            raise ConfigError(f"{where}: entry {i + 1} has no name or unknown scopes; give "
+                              "NAME:SCOPES:SECRET with scopes read, push or read+push.")
         if len(secret) < MIN_SECRET:
-            raise ConfigError(f"{where}: the secret of key {name!r} is shorter than "
+            raise ConfigError(f"{where}: the secret of entry {i + 1} is shorter than "
                               f"{MIN_SECRET} characters; make one with python -c "
                               "'import secrets; print(secrets.token_urlsafe(32))'.")
         keys.append(ApiKey(name, scopes, _digest(secret)))
@@ -87,7 +88,7 @@ class ApiKeys:
     when the file changes). ``check`` admits or refuses a request."""
 
     def __init__(self, file: Optional[str] = None,
-                 env: Optional[Mapping[str, str]] = None) -> None:
+                 env: Optional[Mapping[str, str]] = None, *, required: bool = False) -> None:
         env = os.environ if env is None else env
         self.file = file or env.get(ENV_FILE) or None
         self._env_keys = parse_keys(env.get(ENV_KEYS, ""), ENV_KEYS)
@@ -97,6 +98,11 @@ class ApiKeys:
         self._reload()
         if self._file_error:  # at start a broken file is a config error, not a silent 401
             raise ConfigError(self._file_error)
+        if required and not self.configured:
+            # Keys were found where the app was built (`required`) but not here: a replica
+            # on another node without the environment or the file must not serve open.
+            raise ConfigError(f"API keys were configured where this server was deployed but "
+                              f"this replica finds none: {HOWTO} on every node.")
 
     @property
     def configured(self) -> bool:

@@ -227,7 +227,7 @@ def _lake(args: Sequence[str]) -> int:
                    help="delete files no Delta log mentions, folders with no log and "
                         "staging left by failed runs instead")
     v.add_argument("--min-age-hours", type=float, help="orphans: only files older than this "
-                                                       "(default 1; under 1 needs --force)")
+                                                       "(default 168; less needs --force)")
     dr = sub.add_parser("doctor", help="list orphans left by failed or killed runs (no change)")
     dr.add_argument("table", nargs="?")
     dr.add_argument("--min-age-hours", type=float)

@@ -150,7 +150,7 @@ class FeatureServer:
     """A Serve replica answering Feast's HTTP API from the online store (routes in ``_ROUTES``)."""
 
     def __init__(self, features: dict[str, Any], store: StoreSettings, limits: dict[str, int],
-                 api_keys_file: str | None = None) -> None:
+                 api_keys_file: str | None = None, require_keys: bool = False) -> None:
         from omegaconf import OmegaConf
 
         from raylake.config.schema import FeaturesConfig
@@ -162,7 +162,7 @@ class FeatureServer:
         self.store = store.open()
         self.limits = Limits(**limits)
         # Read here, in the replica: keys never travel in the deployment's arguments.
-        self.keys = ApiKeys(api_keys_file)
+        self.keys = ApiKeys(api_keys_file, required=require_keys)
         self._types = {**self.registry.key_types(), **self.registry.request_types()}
         self._feature_types = {name: {f: type_name(t) for f, t in view.features}
                                for name, view in self.registry.views.items()}
@@ -347,11 +347,14 @@ def build_app(conf: Any, lake: Any, store: StoreSettings):
     from dataclasses import asdict
 
     fs = conf.feature_server
-    ApiKeys(fs.api_keys_file)  # a broken key file fails here, before any replica starts
+    # A broken key file fails here, before any replica starts; keys found here must be
+    # found by every replica too (a bool travels, never a key).
+    require_keys = ApiKeys(fs.api_keys_file).configured
     # Ray's stubs do not show what @serve.deployment makes of the class (a Deployment).
     deployment = FeatureServer.options(  # type: ignore[attr-defined]
         autoscaling_config={"min_replicas": fs.min_replicas, "max_replicas": fs.max_replicas,
                             "target_ongoing_requests": fs.target_ongoing_requests},
         ray_actor_options={"num_cpus": fs.replica_cpus},
     )
-    return deployment.bind(asdict(conf.features), store, server_limits(fs), fs.api_keys_file)
+    return deployment.bind(asdict(conf.features), store, server_limits(fs), fs.api_keys_file,
+                           require_keys)

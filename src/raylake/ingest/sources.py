@@ -341,10 +341,17 @@ def _parse_jsonl(data: bytes, columns: Sequence[str]) -> pa.Table:
             errors.append(None)
             raws.append(None)
         rows.append(number)
+        typed = None
         for c in columns:
             v = obj.get(c)
-            values[c].append(None if v is None else (json.dumps(v) if isinstance(v, (dict, list))
-                                                      else str(v).lower() if isinstance(v, bool) else str(v)))
+            if isinstance(v, (dict, list)):
+                # Objects and arrays are stored as JSON text with their numbers as numbers:
+                # parse_float=str above would have turned 1.5 inside them into "1.5".
+                typed = json.loads(line) if typed is None else typed
+                values[c].append(json.dumps(typed.get(c)))
+                continue
+            values[c].append(None if v is None else
+                             str(v).lower() if isinstance(v, bool) else str(v))
     table = pa.table(_jsonl_columns(values, clean))
     table = table.append_column(ROW, pa.array(rows, pa.int64()))
     table = table.append_column(ERROR, pa.array(errors, pa.string()))

@@ -36,7 +36,9 @@ from raylake.errors import LakeError, UnsafeOperationError
 from raylake.lake.names import validate_table_name
 from raylake.lake.tables import Lake
 
-DEFAULT_MIN_AGE_HOURS = 1.0
+# Delta's own vacuum retention: a job may run for hours before its commit, and its
+# files are uncommitted until then; younger files are judged only with force.
+DEFAULT_MIN_AGE_HOURS = 168.0
 STAGING = "_staging"
 LOG = "_delta_log"
 
@@ -203,12 +205,15 @@ def _note(action: dict[str, Any], seen: set[str], table_uri: str) -> None:
     for kind in ("add", "remove"):
         entry = action.get(kind)
         if entry and entry.get("path"):
-            path = unquote(entry["path"])
-            if "://" in path or path.startswith("/"):  # an absolute path (a shallow clone)
-                path = path.split("://", 1)[-1]
-                path = path[len(table_uri.split("://", 1)[-1]) + 1:] \
-                    if path.startswith(table_uri.split("://", 1)[-1]) else path
-            seen.add(path)
+            # Both the path as written and decoded: a writer may or may not have
+            # percent-encoded it, and the file on disk may carry either form (a partition
+            # value with a space or a colon). A file matching either is referenced.
+            for path in {entry["path"], unquote(entry["path"])}:
+                if "://" in path or path.startswith("/"):  # an absolute path (a shallow clone)
+                    path = path.split("://", 1)[-1]
+                    path = path[len(table_uri.split("://", 1)[-1]) + 1:] \
+                        if path.startswith(table_uri.split("://", 1)[-1]) else path
+                seen.add(path)
 
 
 def _orphan(rel: str, kind: str, table: str | None, info: pafs.FileInfo, now: float) -> Orphan:

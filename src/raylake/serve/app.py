@@ -101,7 +101,8 @@ class ModelServer:
             max_string=settings.get("max_string_length", 1024),
             max_depth=settings.get("max_depth", 8))
         self.max_unit_id = settings.get("max_unit_id_length", 256)
-        self.keys = ApiKeys(settings.get("api_keys_file"))
+        self.keys = ApiKeys(settings.get("api_keys_file"),
+                            required=bool(settings.get("require_api_keys")))
         # Methods of the @serve.batch wrapper, which type checkers do not see.
         self._score.set_max_batch_size(settings["max_batch_size"])  # type: ignore[attr-defined]
         self._score.set_batch_wait_timeout_s(  # type: ignore[attr-defined]
@@ -357,7 +358,9 @@ def build_app(conf: Any, lake: Any):
     settings.update({k: getattr(ms, k) for k in (
         "max_body_bytes", "max_string_length", "max_unit_id_length", "max_depth",
         "api_keys_file")})
-    ApiKeys(ms.api_keys_file)  # a broken key file fails here, before any replica starts
+    # A broken key file fails here, before any replica starts; keys found here must be
+    # found by every replica too (a bool travels, never a key).
+    settings["require_api_keys"] = ApiKeys(ms.api_keys_file).configured
     # @serve.deployment made the class a Deployment; type checkers still see the class.
     deployment = ModelServer.options(**deployment_options(ms))  # type: ignore[attr-defined]
     # Serve keeps a deployment's arguments: credentials stay out (config/redact.py); the

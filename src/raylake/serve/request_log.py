@@ -393,7 +393,8 @@ class RequestLog:
             if written:
                 log.warning("request log: committed %d spooled rows of dead replica %s",
                             written, owner)
-            lock.unlink(missing_ok=True)
+            if os.fstat(fd).st_ino == _inode(lock):  # a comeback may have renamed a new one in
+                lock.unlink(missing_ok=True)
             return written
         finally:
             os.close(fd)
@@ -473,10 +474,13 @@ class RequestLog:
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout)
-        self.flush()  # its rotation closes the file: a row added later is dropped, counted
+        with self._lock:
+            # Closed before the last rotation: a row added after it finds no file and is
+            # dropped and counted (never parked in memory that no flush will see).
+            self._closed = True
+        self.flush()  # its rotation closes the file and opens none
         with self._lock:
             self._close_file()
-            self._closed = True
         done = not self._pending
         if done:  # nothing left: remove the empty file and the lock, then release it
             self._file(self.owner, self._seq).unlink(missing_ok=True)
