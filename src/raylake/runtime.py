@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from typing import Any
 
 import ray
 
-from raylake.errors import RuntimeConnectError
+from raylake.errors import RaylakeError, RuntimeConnectError
 
 log = logging.getLogger(__name__)
 
@@ -88,3 +89,53 @@ def quiet_ray_data() -> None:
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
+
+
+# -- errors of Ray tasks ---------------------------------------------------------------
+# Shared by every domain whose work runs in Ray tasks: what failed, not Ray's wrapper.
+
+
+def task_cause(exc: BaseException) -> BaseException | None:
+    """The innermost exception in reach through Ray's wrappers (RayTaskError's
+    ``cause``, ``__cause__`` chains); a raylake error on the way is returned at once."""
+    from ray.exceptions import RayTaskError
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    found: BaseException | None = None
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, RaylakeError) and not isinstance(current, RayTaskError):
+            return current
+        found = current
+        nxt = current.cause if isinstance(current, RayTaskError) else None
+        current = nxt if nxt is not None else current.__cause__
+    return found
+
+
+# The exception line of a traceback: "zipfile.BadZipFile: File is not a zip file".
+EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*): (.+)$")
+
+
+def remote_error(exc: BaseException) -> tuple[str, str] | None:
+    """The exception a task's traceback shows (raylake's own, else the innermost), as
+    (qualified class name, message). Ray Data wraps a task's exception in a
+    UserCodeException whose pickled form drops ``__cause__``; only the remote
+    traceback's text still names it."""
+    from ray.exceptions import RayTaskError
+
+    current: BaseException | None = exc
+    seen: set[int] = set()
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, RayTaskError):
+            found = [(m.group(1), m.group(2).strip()) for m in map(EXCEPTION_LINE.match,
+                                                                  str(current).splitlines())
+                     if m and not m.group(1).startswith("ray.")
+                     and m.group(1).rsplit(".", 1)[-1][:1].isupper()]
+            # raylake's own error says what to fix; else the innermost cause.
+            ours = [f for f in found if f[0].startswith("raylake.errors.")]
+            if ours or found:
+                return (ours or found)[0]
+        current = current.__cause__
+    return None

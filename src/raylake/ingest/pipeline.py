@@ -14,7 +14,6 @@ it was; a re-run over the same input finds the fingerprint and adds nothing.
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -58,6 +57,7 @@ from raylake.quality.cleanse import Step, describe_steps, resolve_steps
 from raylake.quality.constraints import Constraint, reference_sets, row_result, table_check
 from raylake.quality.profile import Profile
 from raylake.quality.store import save_profiles
+from raylake.runtime import remote_error, task_cause
 
 
 @dataclass
@@ -513,10 +513,10 @@ def _unwrapped(exc: BaseException, name: str) -> RaylakeError:
     """The error a failed Ray task stands for: a raylake error raised in the task comes
     back as itself (its message, not Ray's traceback and retry hint); any other
     failure becomes an IngestError naming its root cause (``zipfile.BadZipFile: ...``)."""
-    cause = _task_cause(exc)
+    cause = task_cause(exc)
     if isinstance(cause, RaylakeError):
         return cause
-    remote = _remote_error(exc)
+    remote = remote_error(exc)
     if remote is not None:
         qualified, message = remote
         cls = getattr(errors_module, qualified.rsplit(".", 1)[-1], None) \
@@ -533,52 +533,6 @@ def _unwrapped(exc: BaseException, name: str) -> RaylakeError:
         f"Ingesting {name!r} failed before commit: {root}. "
         f"Nothing was committed; table {name!r} is unchanged. Fix the cause and re-run."
     )
-
-
-def _task_cause(exc: BaseException) -> BaseException | None:
-    """The innermost exception in reach through Ray's wrappers (RayTaskError's
-    ``cause``, ``__cause__`` chains); a raylake error on the way is returned at once."""
-    from ray.exceptions import RayTaskError
-
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    found: BaseException | None = None
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, RaylakeError) and not isinstance(current, RayTaskError):
-            return current
-        found = current
-        nxt = current.cause if isinstance(current, RayTaskError) else None
-        current = nxt if nxt is not None else current.__cause__
-    return found
-
-
-# The exception line of a traceback: "zipfile.BadZipFile: File is not a zip file".
-_EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*): (.+)$")
-
-
-def _remote_error(exc: BaseException) -> tuple[str, str] | None:
-    """The exception a task's traceback shows (raylake's own, else the innermost), as
-    (qualified class name, message). Ray Data wraps a task's exception in a
-    UserCodeException whose pickled form drops ``__cause__``; only the remote
-    traceback's text still names it."""
-    from ray.exceptions import RayTaskError
-
-    current: BaseException | None = exc
-    seen: set[int] = set()
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, RayTaskError):
-            found = [(m.group(1), m.group(2).strip()) for m in map(_EXCEPTION_LINE.match,
-                                                                  str(current).splitlines())
-                     if m and not m.group(1).startswith("ray.")
-                     and m.group(1).rsplit(".", 1)[-1][:1].isupper()]
-            # raylake's own error says what to fix; else the innermost cause.
-            ours = [f for f in found if f[0].startswith("raylake.errors.")]
-            if ours or found:
-                return (ours or found)[0]
-        current = current.__cause__
-    return None
 
 
 def _root_cause(exc: BaseException) -> str:
