@@ -159,3 +159,8 @@ class AuthError(RaylakeError):
 
     def __reduce__(self) -> tuple[type[RaylakeError], tuple[object, ...]]:
         return type(self), (self.status, str(self))
+
+
+class MonitorError(RaylakeError):
+    """Model monitoring, outcomes, alerts or continuous training cannot go on: a model
+    without training lineage, a bad reference, an outcomes file that does not fit."""

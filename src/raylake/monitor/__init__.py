@@ -1,0 +1,1 @@
+"""Model monitoring: live-traffic profiles against the training reference, drift, data quality and performance per window, alerts and the monitoring report."""
