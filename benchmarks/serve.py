@@ -11,8 +11,11 @@ default online store (SQLite, ``<lake>/_online/online.db``). On a local Ray
 (2 CPUs, no dashboard) it then serves, side by side, one Serve application each:
 
 - raylake: ``build_app(conf, lake)``, the model server as `raylake serve` runs it,
-  with the feature service for entity lookups and request logging on (the default
-  ``serving/requests`` table), at 1 and at 2 replicas (min = max replicas);
+  with the feature service for entity lookups, request logging (the default
+  ``serving/requests`` table) and live-traffic profiles on (the defaults), at 1 and
+  at 2 replicas (min = max replicas);
+- raylake, profiles off: the same at 1 replica with ``model_server.live_profile=false``,
+  for the cost of live-traffic profiling (``monitor_ratio``);
 - bare: a plain ``@serve.deployment`` doing the same work with no raylake layer:
   it parses the JSON body, reads the same rows from the same SQLite file with
   plain ``sqlite3`` (the store's own key format and JSON payload), builds the
@@ -37,9 +40,10 @@ raylake's cost per request; the 2-replica figures are printed too.
 
 Every process started here (Ray, Serve, wrk) is stopped on the way out, also on
 errors and SIGTERM. The last line is (1 replica):
-    serve: raylake_rps <a>, bare_rps <b>, ratio <a/b>, raylake_p99_ms <x>
-Target: ratio at least 0.8 (raylake's validation, lookup, logging and routing
-cost at most 20% of the throughput).
+    serve: raylake_rps <a>, bare_rps <b>, ratio <a/b>, raylake_p99_ms <x>, monitor_ratio <m>
+Targets: ratio at least 0.8 (raylake's validation, lookup, logging, profiling and
+routing cost at most 20% of the throughput); monitor_ratio (requests/s with live
+profiles on over off, same load and rounds) at least 0.9.
 """
 
 from __future__ import annotations
@@ -90,12 +94,14 @@ def features_config():
         feature_services={SERVICE: [VIEW]})
 
 
-def raylake_conf(root: str, replicas: int):
+def raylake_conf(root: str, replicas: int, live_profile: bool = True):
     from raylake.config.loader import compose_config, to_config
 
     conf = to_config(compose_config([f"lake.root={root}", f"model={MODEL}:1",
                                      f"model_server.min_replicas={replicas}",
-                                     f"model_server.max_replicas={replicas}"], job="serve"))
+                                     f"model_server.max_replicas={replicas}",
+                                     f"model_server.live_profile={str(live_profile).lower()}"],
+                                    job="serve"))
     conf.features = features_config()
     conf.model_server.feature_service = SERVICE
     return conf
@@ -241,7 +247,8 @@ def answer(url: str, body: dict) -> dict:
 
 
 def deploy(work: Path, lake, features: pa.Table, db_path: str, url: str) -> None:
-    """raylake and bare at 1 and 2 replicas, each its own app and route; checks answers."""
+    """raylake and bare at 1 and 2 replicas, and raylake without live profiles at 1, each
+    its own app and route; checks answers."""
     from ray import serve
 
     from raylake.models.registry import ModelRegistry
@@ -254,6 +261,8 @@ def deploy(work: Path, lake, features: pa.Table, db_path: str, url: str) -> None
         serve.run(build_app(conf, lake), name=f"raylake-{k}", route_prefix=f"/raylake-{k}")
         serve.run(bare_app(model, CARRIERS, db_path, deployment_options(conf.model_server)),
                   name=f"bare-{k}", route_prefix=f"/bare-{k}")
+    off = raylake_conf(str(work / "lake"), 1, live_profile=False)
+    serve.run(build_app(off, lake), name="raylake-off-1", route_prefix="/raylake-off-1")
     # Keys with a null wind and with an unseen carrier, and plain ones.
     wind, carrier = features.column("wind"), features.column("carrier").to_pylist()
     keys = [i for i in range(features.num_rows) if wind[i].as_py() is None][:3]
@@ -262,7 +271,7 @@ def deploy(work: Path, lake, features: pa.Table, db_path: str, url: str) -> None
     want = expected(booster, features, keys).astype(np.float32)
     for k in REPLICAS:
         got = {}
-        for name in (f"raylake-{k}", f"bare-{k}"):
+        for name in (f"raylake-{k}", f"bare-{k}", *(["raylake-off-1"] if k == 1 else [])):
             got[name] = np.array([answer(f"{url}/{name}/predict", {"entities": {KEY: [key]}})
                                   ["predictions"][0] for key in keys], np.float32)
         if not np.array_equal(got[f"raylake-{k}"], got[f"bare-{k}"]):
@@ -272,6 +281,8 @@ def deploy(work: Path, lake, features: pa.Table, db_path: str, url: str) -> None
         if not np.allclose(got[f"raylake-{k}"], want, rtol=1e-6, atol=1e-7):
             raise RuntimeError(f"{k} replica(s): predictions differ from the registered model's "
                                f"computed here: {got[f'raylake-{k}'][:3]} vs {want[:3]}")
+        if k == 1 and not np.array_equal(got["raylake-1"], got["raylake-off-1"]):
+            raise RuntimeError("raylake predicts differently with live profiles off")
     print(f"checked: raylake and bare predict the same for {len(keys)} keys "
           f"(null wind, unseen carrier, plain), at 1 and 2 replicas", flush=True)
 
@@ -290,8 +301,9 @@ def run(args, work: Path) -> dict:
         deploy(work, lake, features, db_path, url)
         targets = []
         for k in REPLICAS:
-            for kind in ("raylake", "bare"):
-                targets.append((f"{kind}_x{k}", lambda r=f"{kind}-{k}": run_wrk(
+            # Profiles off next to on, so both see the same machine, round after round.
+            for kind in ("raylake", "bare") if k > 1 else ("raylake", "raylake-off", "bare"):
+                targets.append((f"{kind.replace('-', '_')}_x{k}", lambda r=f"{kind}-{k}": run_wrk(
                     f"{url}/{r}/predict", bodies, args)))
         return measure(targets, args.rounds)
     finally:
@@ -309,9 +321,13 @@ def report(args, res: dict) -> None:
         r, b = res[f"raylake_x{k}"], res[f"bare_x{k}"]
         print(f"{k} replica(s): raylake {r['rps'] / b['rps']:.2f}x bare's requests/s, "
               f"p50 {r['p50_ms'] - b['p50_ms']:+.2f} ms, p99 {r['p99_ms'] - b['p99_ms']:+.2f} ms")
-    r, b = res["raylake_x1"], res["bare_x1"]
+    r, b, off = res["raylake_x1"], res["bare_x1"], res["raylake_off_x1"]
+    paired = [f"{a['rps'] / o['rps']:.2f}" for a, o in zip(r["rounds"], off["rounds"])]
+    print(f"1 replica: live profiles on {r['rps'] / off['rps']:.2f}x off's requests/s "
+          f"(round by round: {', '.join(paired)}), p99 {r['p99_ms'] - off['p99_ms']:+.2f} ms")
     print(f"serve: raylake_rps {r['rps']:.0f}, bare_rps {b['rps']:.0f}, "
-          f"ratio {r['rps'] / b['rps']:.2f}, raylake_p99_ms {r['p99_ms']:.1f}")
+          f"ratio {r['rps'] / b['rps']:.2f}, raylake_p99_ms {r['p99_ms']:.1f}, "
+          f"monitor_ratio {r['rps'] / off['rps']:.2f}")
 
 
 def main() -> int:

@@ -50,8 +50,8 @@ def override(group: str, option: str) -> list[str]:
 
 
 def test_groups_are_all_covered():
-    assert set(GROUPS) == {"dataset", "experiment", "features", "lake", "quality", "ray",
-                           "serve", "train", "tune"}
+    assert set(GROUPS) == {"dataset", "experiment", "features", "lake", "monitor", "quality",
+                           "ray", "serve", "train", "tune"}
     assert {"xgboost_gpu", "torch_gpu", "xgboost_no_weather"} <= set(options("train"))
     assert {"none"} <= set(options("quality")) & set(options("features"))
 

@@ -55,6 +55,15 @@ def _flags_to_overrides(args: Sequence[str]) -> list[str]:
     return out
 
 
+def _path_arg(args: Sequence[str], key: str) -> list[str]:
+    """A leading positional argument (``raylake outcomes add FILE``) as ``key='FILE'``,
+    quoted so that Hydra reads any path (commas, brackets, spaces) as one string."""
+    if not args or _OVERRIDE.match(args[0]) or args[0].startswith("-"):
+        return list(args)
+    escaped = args[0].replace("\\", "\\\\").replace("'", "\\'")
+    return [f"{key}='{escaped}'", *args[1:]]
+
+
 def _quote_selections(args: Sequence[str]) -> list[str]:
     out = []
     for arg in args:
@@ -83,6 +92,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         command, rest = "quality-report", rest[1:]
     if command == "ab" and rest[:1] == ["report"]:
         command, rest = "ab-report", rest[1:]
+    if command == "monitor" and rest[:1] == ["report"]:
+        command, rest = "monitor-report", rest[1:]
+    if command == "outcomes" and rest[:1] == ["add"]:
+        command, rest = "outcomes-add", _path_arg(rest[1:], "outcomes.path")
     if command == "features" and rest[:1] == ["apply"]:
         command, rest = "features-apply", rest[1:]
     try:

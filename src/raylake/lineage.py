@@ -108,7 +108,25 @@ class Lineage:
         """The tree of what ``node`` came from, following recorded runs' inputs up to
         ``depth`` levels; a node already shown is not expanded again. A request starts at
         the model versions that answered it (ConfigError or TableNotFoundError when it is
-        not in the request log)."""
+        not in the request log). A model version's note names the decisions (``raylake
+        ct``) it took part in."""
+        tree = self._upstream(node, depth, _seen)
+        if node.kind == "model" and (decided := self.decisions(node)):
+            shown = [f"{r['job']} run {r['run_id']}: {r['metrics']['decision']}"
+                     + (f" as {role}" if (role := _role(r, node)) else "")
+                     for r in decided[-3:]]
+            more = f" (+{len(decided) - 3} earlier)" if len(decided) > 3 else ""
+            tree.note = "; ".join([tree.note] * bool(tree.note) + shown) + more
+        return tree
+
+    def decisions(self, node: Node) -> list[dict[str, Any]]:
+        """The succeeded runs, oldest first, that recorded a decision (``metrics.decision``,
+        e.g. a ct run's promoted or kept_champion) with model version ``node`` among their
+        inputs or outputs."""
+        return [r for r in self.runs if (r.get("metrics") or {}).get("decision")
+                and _role(r, node) is not None]
+
+    def _upstream(self, node: Node, depth: int, _seen: set | None) -> Tree:
         seen = set() if _seen is None else _seen
         if node.kind == "request":
             return self._request(node, depth, seen)
@@ -161,7 +179,8 @@ class Lineage:
                 continue
             child = self.upstream(Node("model", r["model_name"], r["model_version"]),
                                   depth - 1, seen)
-            child.note = f"arm {r['arm']}" + (", shadow" if r["shadow"] else "")
+            arm = f"arm {r['arm']}" + (", shadow" if r["shadow"] else "")
+            child.note = f"{arm}; {child.note}" if child.note else arm
             tree.children.append(child)
         return tree
 
@@ -230,10 +249,23 @@ def _key(entry: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+def _role(run: dict[str, Any], node: Node) -> str | None:
+    """How ``run`` names model version ``node``: its input's role (champion, challenger,
+    model), "output" for a version it wrote or promoted, "" without a role; None when it
+    does not name it."""
+    for entry, default in [(i, "") for i in run["inputs"] or []] + \
+            [(o, "output") for o in run["outputs"] or []]:
+        if _key(entry) == ("model", node.name) and entry.get("version") == node.version:
+            return str(entry.get("role") or entry.get("stage") or default)
+    return None
+
+
 def _run_text(run: dict[str, Any] | None) -> str:
     if not run:
         return ""
-    return f"{run['job']} run {run['run_id']} ({str(run['started_at'])[:19]})"
+    decision = (run.get("metrics") or {}).get("decision")
+    return (f"{run['job']} run {run['run_id']} ({str(run['started_at'])[:19]})"
+            + (f": {decision}" if decision else ""))
 
 
 def _run_summary(run: dict[str, Any]) -> dict[str, Any]:

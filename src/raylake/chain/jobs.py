@@ -177,3 +177,24 @@ def _request(lake: Lake, conf: RaylakeConfig, model_features: list[dict[str, Any
         "entities": {k: [row[k]] for k in keys},
         "features": {k: [row[k]] for k in own},
     }
+
+
+def _check_replay(conf: RaylakeConfig) -> None:
+    _check(conf)
+    if not conf.training_set.label:
+        raise ConfigError("raylake replay sends each row's outcome later: set "
+                          "training_set.label (e.g. \"dep_delay > 15\").")
+    if not conf.model_server.request_log_table:
+        raise ConfigError("raylake replay monitors the request log: set "
+                          "model_server.request_log_table (e.g. serving/requests).")
+
+
+@job("replay", help="backtest monitoring and CT: months of traffic through the model server "
+                    "on a replayed clock, monitored and retrained month by month",
+     record=False, check=_check_replay)
+def replay(ctx: JobContext) -> dict[str, Any]:
+    """See :mod:`raylake.chain.replay`."""
+    from raylake.chain.replay import Replay
+
+    cfg = ctx.cfg if ctx.cfg is not None else OmegaConf.structured(ctx.conf)
+    return Replay(ctx.conf, cfg, ctx.lake, ctx.echo).run()

@@ -3,6 +3,7 @@ training sets and the feature server."""
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -14,6 +15,7 @@ from raylake.config.values import (
     at_least,
     check_duration,
     choice,
+    is_set,
     port,
     positive,
     replicas,
@@ -182,12 +184,33 @@ class TrainingSetConfig:
     # Feature tables with fewer rows are joined by broadcast, larger ones shuffled
     # (None: raylake's default, 1,000,000 rows; 0 shuffles every view).
     broadcast_rows: Optional[int] = None
+    # Only entity rows whose event time is in [start, end) (ISO times, naive = UTC;
+    # None: no bound): `raylake ct` rebuilds the training set on a recent window.
+    start: Optional[str] = None
+    end: Optional[str] = None
 
     def __post_init__(self) -> None:
         at_least("training_set.broadcast_rows", self.broadcast_rows, 0, "1000000")
+        bounds = [_iso_time(f"training_set.{k}", v)
+                  for k, v in (("start", self.start), ("end", self.end))]
+        if bounds[0] is not None and bounds[1] is not None and bounds[0] >= bounds[1]:
+            raise ConfigValueError(f"training_set.start={self.start!r} is not before "
+                                   f"training_set.end={self.end!r}; the window is [start, end).")
         if not self.label_name:
             raise ConfigValueError("training_set.label_name is empty; name the label "
                                    "column, e.g. training_set.label_name=delayed.")
+
+
+def _iso_time(key: str, text: Optional[str]) -> Optional[dt.datetime]:
+    """``text`` as an aware UTC datetime (naive = UTC); None when unset."""
+    if not is_set(text):
+        return None
+    try:
+        t = dt.datetime.fromisoformat(str(text).strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigValueError(f"{key}={text!r} is not an ISO time; write e.g. 2013-07-01 "
+                               "or 2013-07-01T06:00:00+00:00.") from None
+    return t.replace(tzinfo=dt.timezone.utc) if t.tzinfo is None else t
 
 
 @dataclass

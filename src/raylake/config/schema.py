@@ -44,6 +44,15 @@ from raylake.config.ingest import (
     WriteMode,
 )
 from raylake.config.lake import LakeConfig, RayConfig
+from raylake.config.monitoring import (
+    AlertKind,
+    AlertRuleConfig,
+    CtConfig,
+    CtTrigger,
+    MonitorConfig,
+    OutcomeFormat,
+    OutcomesConfig,
+)
 from raylake.config.quality import (
     Check,
     ConstraintConfig,
@@ -55,6 +64,7 @@ from raylake.config.quality import (
     QualityConfig,
     TableQualityConfig,
 )
+from raylake.config.replay import ReplayConfig
 from raylake.config.serving import (
     AbMetric,
     AbReportConfig,
@@ -80,14 +90,16 @@ from raylake.config.training import (
 from raylake.config.values import Choice, ColumnType
 
 __all__ = [
-    "AbMetric", "AbReportConfig", "AggFunction", "AggregationConfig", "ArmConfig",
+    "AbMetric", "AbReportConfig", "AggFunction", "AggregationConfig", "AlertKind",
+    "AlertRuleConfig", "ArmConfig", "CtConfig", "CtTrigger", "MonitorConfig", "OutcomeFormat",
+    "OutcomesConfig",
     "BatchPredictConfig", "Check", "Choice", "CleanseOp", "CleanseStepConfig", "ColumnConfig",
     "ColumnType", "ConstraintConfig", "CostConfig", "CsvConfig", "DatasetConfig", "DdpBackend",
     "DriftConfig", "DriftMetric", "DriftThreshold", "EntityConfig", "FeatureConfig",
     "FeatureServerConfig", "FeatureViewConfig", "FeaturesConfig", "ImputeStrategy",
     "IngestConfig", "InjectFailure", "JoinOn", "LakeConfig", "MaterializeConfig",
     "ModelServerConfig", "OnDemandFeatureViewConfig", "OnlineStoreConfig", "OnlineStoreType",
-    "Policy", "ProfileConfig", "QualityConfig", "RayConfig", "RaylakeConfig",
+    "Policy", "ProfileConfig", "QualityConfig", "RayConfig", "RaylakeConfig", "ReplayConfig",
     "ScalingSettings", "SchedulerType", "SourceConfig", "SourceFormat", "SplitConfig",
     "TableConfig", "TableQualityConfig", "TimeAttr", "TorchSettings", "TrainConfig",
     "TrainingSetConfig", "TuneConfig", "TuneMode", "TuneSchedulerConfig", "WriteMode",
@@ -113,6 +125,12 @@ class RaylakeConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     batch_predict: BatchPredictConfig = field(default_factory=BatchPredictConfig)
     ab_report: AbReportConfig = field(default_factory=AbReportConfig)
+    # Model monitoring, outcomes and continuous training (config/monitoring.py).
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    outcomes: OutcomesConfig = field(default_factory=OutcomesConfig)
+    ct: CtConfig = field(default_factory=CtConfig)
+    # `raylake replay`: monitoring and CT backtested on a replayed clock (config/replay.py).
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
     # A registered model, NAME[:VERSION|champion|latest], for jobs that use one.
     model: Optional[str] = None
     tune: TuneConfig = field(default_factory=TuneConfig)

@@ -11,6 +11,7 @@ from omegaconf import MISSING
 from raylake.config.values import (
     Choice,
     at_least,
+    check_duration,
     choice,
     port,
     positive,
@@ -84,13 +85,30 @@ class ModelServerConfig:
     log_spool_dir: Optional[str] = None
     # Where `raylake serve` writes the Serve config for `serve deploy`; None: not written.
     config_file: Optional[str] = None
+    # Live-traffic profiles (serve/live_profile.py): each replica profiles the features
+    # and predictions it answers, per arm and per `profile_window` (epoch-aligned), and
+    # appends one row per window to the system table `profile_table` (`raylake monitor`
+    # reads them). Off: nothing is profiled (`raylake profile-requests` can do it later
+    # from the request log).
+    live_profile: bool = True
+    profile_window: str = "1h"
+    profile_table: str = "_live_profiles"
+    # Honour the request header `X-Raylake-Clock: <ISO time>` as the request's time (the
+    # TTL of looked-up features, the request log's `at`, the profile window): for
+    # replays and backtests only. Off: the header is refused (400).
+    replay_clock: bool = False
+    # Seconds between re-reads of the `_alerts` table and the monitoring tables into
+    # the replicas' Prometheus gauges (serve/alert_gauges.py); 0: no gauges.
+    alerts_refresh_s: float = 60.0
 
     def __post_init__(self) -> None:
         port("model_server.port", self.port)
+        check_duration(self.profile_window, "model_server.profile_window")
         replicas("model_server", self.min_replicas, self.max_replicas)
         for name in ("replica_cpus", "target_ongoing_requests", "log_flush_s"):
             positive(f"model_server.{name}", getattr(self, name))
-        for name in ("upscale_delay_s", "downscale_delay_s", "batch_wait_timeout_s"):
+        for name in ("upscale_delay_s", "downscale_delay_s", "batch_wait_timeout_s",
+                     "alerts_refresh_s"):
             at_least(f"model_server.{name}", getattr(self, name), 0)
         for name in ("max_batch_size", "max_rows", "log_flush_rows", "max_ongoing_requests",
                      "max_string_length", "max_unit_id_length"):

@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 import ray
 
 from raylake.config.schema import RaylakeConfig
-from raylake.errors import ConfigError
+from raylake.errors import ConfigError, RaylakeError
 from raylake.features.definitions import check_against_lake, resolve
 from raylake.features.offline import ROW, get_historical_features
 from raylake.features.online.settings import store_settings
@@ -72,13 +72,20 @@ def training_set(ctx: JobContext) -> dict[str, Any]:
     cols = list(dict.fromkeys([*t.entity_columns, t.event_timestamp_column]))
     entities = ray.data.read_delta(dtab.table_uri, version=entity_version, columns=cols,
                                    storage_options=lake.storage.delta_options())
+    window = _window(t, pa.schema(dtab.schema().to_arrow()))
+    if window:
+        entities = _in_window(entities, t.event_timestamp_column, *window)
     if t.label:
         entities = _with_label(entities, t.label_name, t.label, t.drop_null_label)
     retrieval = get_historical_features(lake, reg, entities, features,
                                         event_timestamp_column=t.event_timestamp_column,
                                         full_feature_names=t.full_feature_names,
                                         broadcast_rows=t.broadcast_rows)
-    inputs = [{"table": t.entity_table, "version": entity_version, "role": "entities"}]
+    entity_input: dict[str, Any] = {"table": t.entity_table, "version": entity_version,
+                                    "role": "entities"}
+    if window:  # part of the input's identity: another window is another training set
+        entity_input.update(start=t.start, end=t.end)
+    inputs = [entity_input]
     inputs += [{"table": v["table"], "version": v["version"], "role": "features",
                 "view": v["view"]} for v in retrieval.views]
     app_id = "raylake.training." + hashlib.sha256(json.dumps(
@@ -87,13 +94,14 @@ def training_set(ctx: JobContext) -> dict[str, Any]:
     for i in inputs:
         run.add_input(**i)
     if already_committed(lake, t.output_table, app_id):
-        version, rows, skipped = lake.version(t.output_table), lake.count(t.output_table), True
+        version = _version_holding(lake, t.output_table, app_id)
+        rows, skipped = lake.count(t.output_table, version), True
     else:
         columns = [c for c in retrieval.columns if c not in set(t.drop_columns)]
         files = ray.get([_write_part.remote(ref, lake.storage, t.output_table, columns)
                          for ref in retrieval.refs])
         actions = [a for part in files for a in part]
-        schema = _schema(actions, retrieval)
+        schema = _schema(actions, window and f" in [{t.start}, {t.end})")
         version = commit_files(lake, t.output_table, schema, add_actions(actions),
                                mode="overwrite", app_id=app_id, run_id=run.run_id,
                                job="training-set",
@@ -101,9 +109,13 @@ def training_set(ctx: JobContext) -> dict[str, Any]:
         rows, skipped = sum(a["rows"] for a in actions), False
     run.add_output(table=t.output_table, version=version, rows=rows, skipped=skipped)
     run.metrics.update(rows=rows, feature_views=retrieval.views, features=features)
+    if window:
+        run.metrics["window"] = {"start": t.start, "end": t.end}
     return {"version": version, "rows": rows, "views": retrieval.views,
             "summary": f"training set {t.output_table}@{version}: {rows:,} rows from "
-                       f"{t.entity_table}@{entity_version} + "
+                       f"{t.entity_table}@{entity_version}"
+                       + (f" in [{t.start or '...'}, {t.end or '...'})" if window else "")
+                       + " + "
                        + ", ".join(f"{v['view']} ({v['table']}@{v['version']})"
                                    for v in retrieval.views)
                        + (" (already built from these versions)" if skipped else "")}
@@ -169,7 +181,9 @@ def materialize(ctx: JobContext, *, incremental: bool = False) -> dict[str, Any]
     rows = [{"view": v, "start": None if incremental and v not in last else str(last.get(v) or m.start),
              "end": end.isoformat(), "table": r["table"], "version": r["version"],
              "rows": r["rows"], "run_id": run.run_id} for v, r in results.items()]
-    write_table(lake, MATERIALIZATIONS_TABLE, pa.Table.from_pylist(rows), system=True,
+    # Typed: a first incremental run has no start (null), which must not fix the column's type.
+    write_table(lake, MATERIALIZATIONS_TABLE, pa.Table.from_pylist(rows, schema=_MATERIALIZED),
+                system=True,
                 run_id=run.run_id, job=name)
     for v, r in results.items():
         run.add_input(table=r["table"], version=r["version"], view=v)
@@ -179,6 +193,11 @@ def materialize(ctx: JobContext, *, incremental: bool = False) -> dict[str, Any]
     summary += [f"  skipped {v}: table {reg.view(v).source!r} is not in the lake "
                 "(aggregation outputs come from `raylake aggregate`)" for v in skipped]
     return {"views": results, "end": end, "skipped": skipped, "summary": summary}
+
+
+_MATERIALIZED = pa.schema([("view", pa.string()), ("start", pa.string()), ("end", pa.string()),
+                           ("table", pa.string()), ("version", pa.int64()),
+                           ("rows", pa.int64()), ("run_id", pa.string())])
 
 
 @job("materialize-incremental", help="materialize from each view's last end up to now")
@@ -231,10 +250,60 @@ def _write_part(block: pa.Table, storage, table: str, columns: list[str]) -> lis
     return file_records(write_files(block, storage, table, ()), block.schema)
 
 
-def _schema(actions: list[dict], job) -> pa.Schema:
+def _schema(actions: list[dict], window: str | None) -> pa.Schema:
     if actions:
         return pa.ipc.read_schema(pa.py_buffer(actions[0]["schema"]))
-    raise ConfigError("The training set has no rows: check the entity table and the label.")
+    raise ConfigError("The training set has no rows" + (window or "") + ": check the entity "
+                      "table, the label" + (" and training_set.start/end." if window else "."))
+
+
+def _version_holding(lake: Lake, table: str, app_id: str) -> int:
+    """The version that committed ``app_id``: the first whose log holds it (every later
+    one holds it too). Not simply the latest: the table is overwritten by each build, and
+    a later build (another window, newer inputs) may have replaced these rows since."""
+    low, high = 0, lake.version(table)
+    latest = high
+    while low < high:
+        mid = (low + high) // 2
+        try:
+            holds = lake.table(table, mid).transaction_version(app_id) is not None
+        except RaylakeError:  # an old version whose log was cleaned up: not this one
+            holds = False
+        low, high = (low, mid) if holds else (mid + 1, high)
+    return low if low <= latest else latest
+
+
+def _window(t: Any, schema: pa.Schema) -> tuple[Any, Any] | None:
+    """``training_set.start``/``end`` as UTC datetimes (either may be None); None when
+    neither is set. ConfigError when the event time column holds no timestamps."""
+    from raylake.lake.clock import parse_time
+
+    if not (t.start or t.end):
+        return None
+    col = t.event_timestamp_column
+    if col not in schema.names or not pa.types.is_timestamp(schema.field(col).type):
+        have = schema.field(col).type if col in schema.names else "missing"
+        raise ConfigError(f"training_set.start/end filter on training_set.event_timestamp_column="
+                          f"{col!r}, which in {t.entity_table!r} is {have}, not a timestamp; "
+                          "name a timestamp column or drop start/end.")
+    return (parse_time(t.start, "training_set.start") if t.start else None,
+            parse_time(t.end, "training_set.end") if t.end else None)
+
+
+def _in_window(ds: ray.data.Dataset, column: str, start: Any, end: Any) -> ray.data.Dataset:
+    def keep(block: pa.Table) -> pa.Table:
+        """The rows of ``block`` whose ``column`` is in [start, end); null times leave."""
+        if not block.num_rows:
+            return block
+        times = block.column(column)
+        mask = pc.is_valid(times)
+        if start is not None:
+            mask = pc.and_(mask, pc.greater_equal(times, pa.scalar(start, times.type)))
+        if end is not None:
+            mask = pc.and_(mask, pc.less(times, pa.scalar(end, times.type)))
+        return block.filter(pc.fill_null(mask, False))
+
+    return ds.map_batches(keep, batch_format="pyarrow", num_cpus=0.5)
 
 
 

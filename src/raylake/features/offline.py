@@ -149,7 +149,10 @@ def _entity_blocks(entity_df: Any, parts: int) -> tuple[list[ray.ObjectRef], lis
         # Number the rows so the training set keeps the entity order.
         sizes = ray.get([_num_rows.remote(r) for r in refs])
         starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int).tolist()
-        return [_number.remote(r, s) for r, s in zip(refs, starts)], list(columns)
+        # Empty blocks are left out: a filter upstream (a time window, a null label)
+        # can leave blocks that Ray Data hands on without their columns.
+        return [_number.remote(r, s) for r, s, n in zip(refs, starts, sizes) if n], \
+            list(columns)
     table = pa.Table.from_pandas(entity_df, preserve_index=False) if isinstance(
         entity_df, pd.DataFrame) else entity_df
     # Rows on the driver: numbered here and put as a few slices, so the joins run

@@ -124,12 +124,11 @@ def profile_source(files: Sequence[SourceFile], spec: SourceSpec, specs: list[Co
         good = cast.filter(cast.column(ERROR).is_null()).select(names)
         return pa.table({"p": [Profile.of(good).to_bytes()]})
 
-    prof = Profile.empty()
+    parts: list[bytes] = []
     for ref in ds.map_batches(profile_block, batch_format="pyarrow", batch_size=None,
                               num_cpus=task_cpus).to_arrow_refs():
-        for data in ray.get(ref).column("p").to_pylist():
-            prof = prof.merge(Profile.from_bytes(data))
-    return prof
+        parts.extend(ray.get(ref).column("p").to_pylist())
+    return Profile.merged(parts)
 
 
 def collect_outputs(outputs: list[pa.Table]) -> WorkerOutputs:
@@ -140,10 +139,10 @@ def collect_outputs(outputs: list[pa.Table]) -> WorkerOutputs:
     keys: list[pa.Table] = []
     seen = 0
     nodes: set[str] = set()
-    prof = Profile.empty()
+    profiles: list[bytes] = []  # merged once at the end (Profile.merged), in block order
     counts: dict[str, int] = {}
     cleansed: dict[str, int] = {}
-    segments: dict[str, Profile] = {}
+    segments: dict[str, list[bytes]] = {}
     offset = 0  # index in `data` of the current block's first data file
     for out in outputs:
         # Each block's rows end with its "keys" row; Ray Data may put the
@@ -157,11 +156,9 @@ def collect_outputs(outputs: list[pa.Table]) -> WorkerOutputs:
             elif kind == "quarantine":
                 quarantined.append(row)
             elif kind == "profile":
-                prof = prof.merge(Profile.from_bytes(row["payload"]))
+                profiles.append(row["payload"])
             elif kind == "segment":
-                part = Profile.from_bytes(row["payload"])
-                segments[row["path"]] = segments[row["path"]].merge(part) \
-                    if row["path"] in segments else part
+                segments.setdefault(row["path"], []).append(row["payload"])
             elif kind == "checks":
                 stats = json.loads(row["stats"])
                 for k, v in stats["checks"].items():
@@ -177,5 +174,6 @@ def collect_outputs(outputs: list[pa.Table]) -> WorkerOutputs:
                 offset = len(data)
     all_keys = pa.concat_tables(keys) if keys else KEYS_SCHEMA.empty_table()
     return WorkerOutputs(data=data, quarantined=quarantined, keys=all_keys, rows_seen=seen,
-                         nodes=sorted(nodes), profile=prof, check_counts=counts,
-                         cleansed=cleansed, segments=segments)
+                         nodes=sorted(nodes), profile=Profile.merged(profiles),
+                         check_counts=counts, cleansed=cleansed,
+                         segments={k: Profile.merged(v) for k, v in segments.items()})

@@ -37,15 +37,29 @@ from whylogs.core.metrics.maths import (  # noqa: E402
     parallel_variance_m2,
     welford_online_variance_m2,
 )
+from whylogs.core.proto import (  # noqa: E402
+    ChunkHeader,
+    ChunkMessage,
+    ColumnMessage,
+    DatasetProfileHeader,
+    DatasetSegmentHeader,
+    FrequentItemsSketchMessage,
+    HllSketchMessage,
+    KllSketchMessage,
+    MetricComponentMessage,
+)
 from whylogs.core.view import ColumnProfileView  # noqa: E402
+from whylogs.core.view.dataset_profile_view import WHYLOGS_MAGIC_HEADER_BYTES  # noqa: E402
 
 # whylogs logs every profile it deserializes at INFO ("Attempting to read profile
 # file as delimited ..."); raylake reads many, so only its warnings are kept.
 logging.getLogger("whylogs").setLevel(logging.WARNING)
 
 __all__ = [
-    "CardinalityMetric", "ColumnCountsMetric", "ColumnProfileView", "DatasetProfileView",
-    "DistributionMetric", "FrequentItemsMetric", "IntsMetric", "MetricConfig",
-    "TypeCountersMetric", "VarianceM2Result", "parallel_variance_m2", "sketching",
-    "welford_online_variance_m2", "why",
+    "CardinalityMetric", "ChunkHeader", "ChunkMessage", "ColumnCountsMetric", "ColumnMessage",
+    "ColumnProfileView", "DatasetProfileHeader", "DatasetProfileView", "DatasetSegmentHeader",
+    "DistributionMetric", "FrequentItemsMetric", "FrequentItemsSketchMessage",
+    "HllSketchMessage", "IntsMetric", "KllSketchMessage", "MetricComponentMessage",
+    "MetricConfig", "TypeCountersMetric", "VarianceM2Result", "WHYLOGS_MAGIC_HEADER_BYTES",
+    "parallel_variance_m2", "sketching", "welford_online_variance_m2", "why",
 ]

@@ -6,12 +6,16 @@ about 64,000 flights rows/s. Here each column is read once as Arrow and NumPy
 arrays and the metrics whylogs would write are filled in bulk:
 
 - counts, types, ints (min/max) from Arrow compute and NumPy;
-- distribution: the KLL sketch (``kll_doubles_sketch``) takes the whole NumPy
-  array in one call (sorted, when there are few distinct values: see
-  ``_distribution``); the mean is whylogs's own formula on the same array, so it
-  agrees with ``why.log`` to the last bit, and m2 to rounding;
-- frequent items and cardinality (HLL) from ``pyarrow.compute.value_counts``: each
-  distinct value once, with its count as the weight (HLL ignores repeats).
+- each column's distinct values and their counts, once (``_tally``): ``np.bincount``
+  for integers (and integral floats) in a narrow range, ``pyarrow.compute.value_counts``
+  otherwise; frequent items, cardinality and the quantile sketch are all filled from it;
+- frequent items and cardinality (HLL): each distinct value once, with its count as
+  the weight (HLL ignores repeats);
+- distribution: the KLL sketch (``kll_doubles_sketch``) from the distinct values and
+  their counts when values repeat (``_kll_from_counts``: each count written in binary
+  over the sketch's levels, merged in by DataSketches' own ``merge``), else the whole
+  NumPy array in one ``update``; the mean is whylogs's own formula on the same array,
+  so it agrees with ``why.log`` to the last bit, and m2 to rounding.
 
 The columns get the whylogs type, metric names and components that ``why.log`` gives
 the pandas frame of ``profile._profilable`` (Arrow ints with nulls become pandas
@@ -23,6 +27,7 @@ the caller, who profiles them with ``why.log``.
 
 from __future__ import annotations
 
+import struct
 from typing import Any, TypeAlias
 
 import numpy as np
@@ -40,15 +45,23 @@ from raylake.quality._whylogs import (
     TypeCountersMetric,
     VarianceM2Result,
     parallel_variance_m2,
+    sketching,
     welford_online_variance_m2,
 )
 
 _CONFIG = MetricConfig()
 _ITEM_CHARS = _CONFIG.max_frequent_item_size  # whylogs truncates frequent strings to this
 _BOOL_CHUNK = 1000  # whylogs feeds booleans to its distribution in lists of this size
-_SORTED_FEED = 8  # rows per distinct value from which KLL gets the values sorted
+_WEIGHTED_FEED = 8  # rows per distinct value from which KLL is filled from the counts
+_BINCOUNT_SPAN = 4  # np.bincount when the value range is at most this many slots per row
+_EXACT_FLOAT = 2**53  # floats up to this magnitude are exact integers when integral
 
 Column: TypeAlias = "pa.Array | pa.ChunkedArray"
+
+# whylogs's frequent-items sketch: its map sizes (from an empty sketch's serialized header)
+# and how many items it holds (DataSketches' load factor 0.75 of the largest map).
+_FI_LG_MAX, _FI_LG_START = FrequentItemsMetric.zero(_CONFIG).frequent_strings.value.serialize()[3:5]
+_FI_CAPACITY = int(0.75 * (1 << _FI_LG_MAX))
 
 
 def column_views(table: pa.Table) -> tuple[dict[str, ColumnProfileView], list[str]]:
@@ -139,26 +152,81 @@ def _mean_m2(values: np.ndarray) -> VarianceM2Result:
 
 def _distribution(values: np.ndarray | None, distinct: np.ndarray | None = None,
                   counts: np.ndarray | None = None) -> DistributionMetric:
-    """whylogs's distribution of ``values``: all of them into the KLL sketch, in one call.
+    """whylogs's distribution of ``values`` (the KLL sketch, mean and m2).
 
     With the distinct values and their counts at hand and few distinct values (at most
-    one in ``_SORTED_FEED`` rows), the KLL sketch gets the same values in sorted order
-    (``np.repeat`` of the sorted distinct values): its compactions sort their buffers,
-    and sorted input halves the update's time (measured 50 -> 20 ms for 1M values).
-    KLL's error guarantee holds for any order of the stream."""
+    one in ``_WEIGHTED_FEED`` rows), the KLL sketch is filled from the counts
+    (``_kll_from_counts``: O(distinct values x levels) instead of O(rows)); otherwise it
+    gets the whole array in one call."""
     dist = DistributionMetric.zero(_CONFIG)
     if values is not None and len(values):
-        if distinct is not None and counts is not None \
-                and len(distinct) * _SORTED_FEED <= len(values):
-            order = np.argsort(distinct, kind="stable")
-            feed = np.repeat(np.asarray(distinct[order], dtype=np.float64), counts[order])
-        else:
-            feed = np.ascontiguousarray(values, dtype=np.float64)
-        dist.kll.value.update(feed)
+        kll = dist.kll.value
+        if distinct is None or counts is None or len(distinct) * _WEIGHTED_FEED > len(values) \
+                or not _kll_from_counts(kll, distinct, counts):
+            kll.update(np.ascontiguousarray(values, dtype=np.float64))
         result = _mean_m2(values)
         dist.mean.set(result.mean)
         dist.m2.set(result.m2)
     return dist
+
+
+def _kll_from_counts(kll: Any, distinct: np.ndarray, counts: np.ndarray) -> bool:
+    """Fill the empty KLL sketch ``kll`` with each of ``distinct`` (ascending) repeated its
+    count;
+    False (``kll`` untouched) when the counts do not fit the serialized form.
+
+    A KLL sketch keeps items in levels, an item of level h standing for 2**h values. A
+    stream of n values leaves about log2(n / k) levels, so the top level used here is
+    ``top`` (2**top <= n / k): a value seen c times has c >> top copies there and one
+    item on each lower level h where bit h of c is set. That is the exact multiset, no
+    error yet. It is written in DataSketches' serialized form (whylogs-sketching's
+    preamble for doubles) with a header k large enough to hold it, read back, and merged
+    into ``kll``: the merge compacts levels over ``kll``'s capacity with the library's
+    own randomized compaction (``general_compress``), so the result is an ordinary KLL
+    sketch of ``kll``'s k, with the usual rank error or less."""
+    values = np.ascontiguousarray(distinct, dtype=np.float64)
+    counts = np.asarray(counts, dtype=np.int64)
+    n = int(counts.sum())
+    k = kll.get_k()
+    top = max((n // k).bit_length() - 1, 0)
+    levels = [values[((counts >> h) & 1).astype(bool)] for h in range(top)]
+    levels.append(np.repeat(values, counts >> top))
+    items = np.concatenate(levels)
+    header_k = max(k, len(items))
+    if n < 2 or header_k > np.iinfo(np.uint16).max:
+        return False
+    capacity = _kll_capacity(header_k, top + 1)
+    offsets = capacity - len(items) + np.cumsum([0] + [len(lv) for lv in levels[:-1]])
+    data = b"".join((
+        # preamble ints (6: doubles), serial version 1, family 15 (KLL), flags (level 0
+        # sorted), k, m, unused; n, min k, levels, unused (1 + 4 bytes)
+        struct.pack("<BBBBHBBQHBB4x", 6, 1, 15, 2, header_k, _KLL_M, 0, n, k, top + 1, 0),
+        np.asarray(offsets, dtype="<u4").tobytes(),
+        struct.pack("<dd", values[0], values[-1]),
+        items.astype("<f8", copy=False).tobytes(),
+    ))
+    kll.merge(sketching.kll_doubles_sketch.deserialize(data))
+    return True
+
+
+_KLL_M = 8  # DataSketches' minimum level width (DEFAULT_M)
+
+
+def _kll_capacity(k: int, num_levels: int) -> int:
+    """DataSketches' ``kll_helper::compute_total_capacity(k, m, num_levels)``: the item
+    buffer a sketch of that many levels has (the serialized level offsets index it)."""
+    def cap_aux(k: int, depth: int) -> int:  # int_cap_aux_aux: round(k * (2/3)**depth)
+        return (((2 * k) << depth) // 3**depth + 1) >> 1
+
+    total = 0
+    for height in range(num_levels):
+        depth = num_levels - height - 1
+        if depth <= 30:
+            width = cap_aux(k, depth)
+        else:
+            width = cap_aux(cap_aux(k, depth // 2), depth - depth // 2)
+        total += max(_KLL_M, width)
+    return total
 
 
 def _counts(n: int, null: int = 0, nan: int = 0, inf: int = 0, true: int = 0) -> ColumnCountsMetric:
@@ -188,41 +256,91 @@ def _value_counts(col: Column) -> tuple[pa.Array, np.ndarray]:
     return values, counts.to_numpy(zero_copy_only=False)
 
 
-def _heaviest_first(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Positions of the values seen more than once, by descending count, and of those
-    seen once (fed last, in one bulk call).
+def _tally(values: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct values of ``values`` (no NaN or inf; ``lo``/``hi`` its min and max)
+    and their counts, the distinct values ascending.
 
-    Frequent items get each distinct value once, weighted by its count. With no more
-    distinct values than the sketch keeps (768) it is exact in any order; with more,
-    its purges subtract from the values it holds and the order matters. Heaviest
-    first, the frequent values are held through every purge, so each estimate
-    (what ``summary`` reports) is its exact count, as with ``why.log``'s row-by-row
-    stream, and the guaranteed lower bounds are looser."""
-    once = np.flatnonzero(counts == 1)
-    many = np.flatnonzero(counts != 1)
-    return many[np.argsort(-counts[many], kind="stable")], once
+    Integers (and integral floats: Arrow's checked cast to int64 says so in one pass)
+    in a range of at most ``_BINCOUNT_SPAN`` slots per row are counted with
+    ``np.bincount`` (4-8x faster than hashing them); other values with Arrow's
+    hash-based ``value_counts``. Each full-size temporary array costs its page faults
+    too, so there are as few as possible. -0.0 is counted as 0.0 (the same number)."""
+    n = len(values)
+    if hi - lo <= _BINCOUNT_SPAN * n + 1024 and -_EXACT_FLOAT <= lo and hi <= _EXACT_FLOAT:
+        ints: np.ndarray | None = values
+        if values.dtype.kind == "f":
+            try:
+                ints = _numpy(pc.cast(pa.array(values), pa.int64(), safe=True))
+            except pa.ArrowInvalid:  # a value with a fraction
+                ints = None
+        if ints is not None:
+            offset = int(lo) if lo < 0 or lo > _BINCOUNT_SPAN * n + 1024 else 0
+            shifted = np.subtract(ints, offset, dtype=np.intp) if offset else ints
+            slots = np.bincount(shifted, minlength=int(hi) - offset + 1)
+            present = np.flatnonzero(slots)
+            return (present + offset).astype(values.dtype, copy=False), slots[present]
+    return _hashed(values)
+
+
+def _hashed(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct values of ``values`` ascending, and their counts (Arrow's hashing)."""
+    distinct, counts = _value_counts(pa.array(values))
+    uniq = _numpy(distinct)
+    order = np.argsort(uniq, kind="stable")
+    return uniq[order], counts[order]
 
 
 def _feed_ints(fi: FrequentItemsMetric, values: np.ndarray, counts: np.ndarray) -> None:
-    """Weighted updates of the frequent-items sketch with int64 values, written as
-    whylogs's ``update_np`` writes them (``str(int)``)."""
-    sketch = fi.frequent_strings.value
-    many, once = _heaviest_first(counts)
-    for v, c in zip(values[many].tolist(), counts[many].tolist()):
-        sketch.update(str(v), c)
-    if len(once):
-        sketch.update_np(np.ascontiguousarray(values[once]))
+    """Frequent items of int64 ``values`` seen ``counts`` times, written as whylogs's
+    ``update_np`` writes ints (``str(int)``)."""
+    _fill_frequent(fi, counts, lambda keep: [str(v) for v in values[keep].tolist()])
 
 
 def _feed_strings(fi: FrequentItemsMetric, values: list[str], counts: np.ndarray) -> None:
-    """Weighted updates of the frequent-items sketch with strings truncated as whylogs
-    truncates them."""
-    sketch = fi.frequent_strings.value
-    many, once = _heaviest_first(counts)
-    for i, c in zip(many.tolist(), counts[many].tolist()):
-        sketch.update(values[i][:_ITEM_CHARS], c)
-    if len(once):
-        sketch.update_str_list([values[i][:_ITEM_CHARS] for i in once.tolist()])
+    """Frequent items of strings, truncated as whylogs truncates them (values that agree
+    on their first ``_ITEM_CHARS`` characters are one item)."""
+    if values and max(map(len, values)) > _ITEM_CHARS:
+        merged: dict[str, int] = {}
+        for v, c in zip(values, counts.tolist()):
+            merged[v[:_ITEM_CHARS]] = merged.get(v[:_ITEM_CHARS], 0) + c
+        values, counts = list(merged), np.fromiter(merged.values(), np.int64, len(merged))
+    _fill_frequent(fi, counts, lambda keep: [values[i] for i in keep.tolist()])
+
+
+def _fill_frequent(fi: FrequentItemsMetric, counts: np.ndarray, label: Any) -> None:
+    """Fill the empty frequent-items sketch of ``fi`` from exact counts (``label(positions)``
+    names the items at those positions), in one merge of a serialized sketch.
+
+    A frequent-items sketch holds up to ``_FI_CAPACITY`` items, each with a lower bound
+    of its count, and an offset: the most any count may exceed its lower bound (and the
+    most an item it does not hold may have). With no more distinct values than that, it
+    holds them all with their counts, offset 0 (exact, as ``why.log``'s stream gives).
+    With more, it holds those counted more than the first one left out, the offset being
+    that one's count: each held item's estimate (lower bound + offset) is its exact count,
+    every bound holds, and the offset is at most rows / (capacity + 1), within the
+    sketch's own guarantee. Fed row by row, the sketch's purges would reach a state of
+    the same kind, with estimates only approximately exact."""
+    distinct = len(counts)
+    if not distinct:
+        return
+    counts = np.asarray(counts, dtype=np.int64)
+    if distinct <= _FI_CAPACITY:
+        keep, offset = np.arange(distinct), 0
+    else:
+        order = np.argsort(-counts, kind="stable")
+        offset = int(counts[order[_FI_CAPACITY]])
+        top = order[:_FI_CAPACITY]
+        keep = top[counts[top] > offset]
+    items = [item.encode() for item in label(keep)]
+    data = b"".join((
+        # preamble longs (4), serial version 1, family 10 (frequent items), lg max map
+        # size, lg current map size, flags, unused; items, unused, total weight, offset
+        struct.pack("<BBBBBBHIIQQ", 4, 1, 10, _FI_LG_MAX, _FI_LG_START, 0, 0, len(items), 0,
+                    int(counts.sum()), offset),
+        (counts[keep] - offset).astype("<u8").tobytes(),
+        b"".join(struct.pack("<I", len(item)) + item for item in items),
+    ))
+    fi.frequent_strings.value.merge(sketching.frequent_strings_sketch.deserialize(data))
 
 
 def _view(metrics: dict[str, Any], successes: int) -> ColumnProfileView:
@@ -231,21 +349,30 @@ def _view(metrics: dict[str, Any], successes: int) -> ColumnProfileView:
 
 def _fractional(col: Column, n: int) -> ColumnProfileView:
     """Floats, or ints with nulls (pandas floats): nulls and NaN are both whylogs's null
-    (and nan) count; the sketches get float64."""
-    values = _numpy(col.cast(pa.float64()))  # nulls arrive as NaN
-    nan = np.isnan(values)
-    nulls = int(nan.sum())
-    if nulls:
-        values = values[~nan]
-    inf = int(np.isinf(values).sum())
+    (and nan) count; the sketches get float64 (ints with nulls are counted as ints)."""
+    if pa.types.is_integer(col.type):  # ints with nulls: no NaN, no inf
+        ints = _numpy(pc.drop_null(col))
+        values = ints.astype(np.float64)
+        tally = (ints, *_min_max(ints))
+        inf = 0
+    else:
+        values = _numpy(pc.drop_null(col.cast(pa.float64())) if col.null_count
+                        else col.cast(pa.float64()))
+        lo, hi = _min_max(values)
+        if np.isnan(lo):  # NaN: whylogs's null too (min and max propagate it)
+            values = values[~np.isnan(values)]
+            lo, hi = _min_max(values)
+        inf = int(np.isinf(values).sum()) if np.isinf(lo) or np.isinf(hi) else 0
+        tally = (values, lo, hi)
+    nulls = n - len(values)
     card = CardinalityMetric.zero(_CONFIG)
     uniq = counts = None
     if len(values):
-        distinct, counts = _value_counts(col)
-        uniq = _numpy(distinct.cast(pa.float64()))
-        if nulls:  # NaN: one of the distinct values
-            real = ~np.isnan(uniq)
-            uniq, counts = uniq[real], counts[real]
+        if inf:  # no range to count over
+            uniq, counts = _hashed(values)
+        else:
+            uniq, counts = _tally(*tally)
+            uniq = uniq.astype(np.float64, copy=False)
         card.hll.value.update_np(uniq)
     return _view({
         "counts": _counts(n, nulls, nulls, inf),
@@ -255,6 +382,12 @@ def _fractional(col: Column, n: int) -> ColumnProfileView:
     }, n + 2 * len(values))
 
 
+def _min_max(values: np.ndarray) -> tuple[float, float]:
+    if not len(values):
+        return 0.0, 0.0
+    return values.min().item(), values.max().item()
+
+
 def _integral(col: Column, n: int) -> ColumnProfileView:
     """Ints without nulls (whylogs casts them to int64; the sketches get the same
     values)."""
@@ -262,18 +395,19 @@ def _integral(col: Column, n: int) -> ColumnProfileView:
     ints = IntsMetric.zero(_CONFIG)
     card = CardinalityMetric.zero(_CONFIG)
     fi = FrequentItemsMetric.zero(_CONFIG)
-    uniq_np = counts = None
+    uniq = counts = None
     if n:
-        ints.max.set(max(ints.max.value, int(values.max())))
-        ints.min.set(min(ints.min.value, int(values.min())))
-        uniq, counts = _value_counts(col)
-        uniq_np = _numpy(uniq.cast(pa.int64()))
-        card.hll.value.update_np(uniq_np)
-        _feed_ints(fi, uniq_np, counts)
+        lo, hi = _min_max(values)
+        ints.max.set(max(ints.max.value, hi))
+        ints.min.set(min(ints.min.value, lo))
+        uniq, counts = _tally(values, lo, hi)
+        uniq = uniq.astype(np.int64, copy=False)
+        card.hll.value.update_np(uniq)
+        _feed_ints(fi, uniq, counts)
     return _view({
         "counts": _counts(n),
         "types": _types(integral=n),
-        "distribution": _distribution(values, uniq_np, counts),
+        "distribution": _distribution(values, uniq, counts),
         "ints": ints,
         "cardinality": card,
         "frequent_items": fi,

@@ -12,11 +12,26 @@ Answer: ``{"request_id", "unit_id", "arm", "model", "version", "predictions": [.
 A bad request gets a 4xx whose ``error`` names the field (``inputs.py`` checks
 it, within the body and value limits of ``model_server``); the replica stays healthy and
 no input answers 500. With API keys configured (``raylake.auth``), /predict needs a key
-with the ``read`` scope; /health is open.
+with the ``read`` scope; /health is open. ``POST /outcomes`` records what happened after
+answers (``outcomes.py``; a key with the ``push`` scope); replicas export the monitoring
+state as gauges (``alert_gauges.py``).
 Requests of one replica are scored together (``@serve.batch``, one model call per
 arm). Shadow arms score a copy of the request after the answer is sent; their answers
 go to the request log only. Every answer, error and shadow answer is logged
 (``request_log.py``); metrics go through ``ray.util.metrics`` (docs/serving.md).
+
+Live-traffic profiles (``model_server.live_profile``, on by default): every answer's
+features, as the model saw them, and predictions, main and shadow arms, are added to
+the replica's running profile of its model version, arm and window
+(``live_profile.py``); a background thread profiles and flushes them to
+``model_server.profile_table``, never the request path.
+
+Replayed clock (``model_server.replay_clock``, off by default; replays and backtests
+only): the header ``X-Raylake-Clock: <ISO time>`` (naive = UTC) is the request's time:
+looked-up features are judged against their TTL at that time, and the request log's
+``at`` and the profile window are that time. A value that is not an ISO time gets a 400
+of kind ``bad_clock``; with replay_clock off, the header gets a 400 naming
+``model_server.replay_clock`` (a client must not move a production server's clock).
 """
 
 # No `from __future__ import annotations` here: FastAPI must see the real
@@ -53,6 +68,7 @@ app = FastAPI(title="raylake model server")
 log = logging.getLogger("raylake.serve")
 
 DEPLOYMENT = "ModelServer"
+CLOCK_HEADER = "x-raylake-clock"  # the replayed clock (model_server.replay_clock)
 # Milliseconds; a tree ensemble answers in a few, a cold or overloaded replica in hundreds.
 LATENCY_BOUNDARIES_MS: list[float] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000]
 
@@ -86,8 +102,12 @@ class ModelServer:
         self.assigner = Assigner(list(self.arms.values()), settings["salt"])
         self.models: dict[str, ArmModel] = {}
         self.kinds: dict[str, str] = {}
+        # Registered feature types per version: live profiles type their columns so.
+        self.types: dict[tuple[str, int], dict[str, str]] = {}
         for arm in self.arms.values():
             mv, model = registry.load(arm.model, arm.version)
+            self.types[(arm.model, arm.version)] = {f["name"]: str(f.get("type", ""))
+                                                    for f in mv.features}
             spec = FeatureSpec.from_dict(mv.preprocessing)
             predict = get_flavor(mv.flavor).predictor(model, spec)
             self.models[arm.name] = ArmModel(spec, tuple(mv.feature_names), predict)
@@ -115,6 +135,8 @@ class ModelServer:
             self.lake, table, replica=self.replica, spool_dir=settings.get("log_spool_dir"),
             flush_rows=settings["log_flush_rows"], flush_s=settings["log_flush_s"],
         ) if table else None
+        self.replay_clock = bool(settings.get("replay_clock"))
+        self.profiler = self._open_profiler(settings) if settings.get("live_profile") else None
         self.lookup: Any = None  # (registry, store, service, key types) of the feature lookups
         if lookup:
             self._open_lookup(lookup)
@@ -130,9 +152,30 @@ class ModelServer:
             "shadow arms: their own scoring time.", LATENCY_BOUNDARIES_MS, arm_tags)
         self.m_errors = metrics.Counter(
             "raylake_model_errors", "Failed requests by kind (bad_json, unknown_field, "
-            "unknown_feature, missing_feature, wrong_type, too_large, auth, lookup, internal, "
-            "shadow).",
+            "unknown_feature, missing_feature, wrong_type, too_large, auth, bad_clock, lookup, "
+            "internal, shadow).",
             ("kind",))
+        # POST /outcomes (outcomes.py) and the monitoring gauges (alert_gauges.py).
+        self.outcomes_table = settings.get("outcomes_table") or "serving/outcomes"
+        self.max_outcomes = settings.get("max_outcomes", 1000)
+        self.log_table = table
+        self.alert_gauges: Any = None
+        if settings.get("alerts_refresh_s"):
+            from raylake.serve.alert_gauges import AlertGauges
+
+            self.alert_gauges = AlertGauges(
+                self.lake, [a.model for a in self.arms.values()],
+                refresh_s=settings["alerts_refresh_s"], monitor_table=settings.get("monitor_table"))
+            self.alert_gauges.start()
+
+    def _open_profiler(self, settings: dict[str, Any]) -> Any:
+        from raylake.config.values import parse_duration
+        from raylake.serve.live_profile import LiveProfiler
+
+        return LiveProfiler(
+            self.lake, settings["profile_table"], writer=self.replica, types=self.types,
+            window=parse_duration(settings["profile_window"], "model_server.profile_window"),
+            replay=self.replay_clock)
 
     def _open_lookup(self, lookup: dict[str, Any]) -> None:
         from omegaconf import OmegaConf
@@ -166,43 +209,100 @@ class ModelServer:
         ``request_id``: 4xx for the client's fault, 500 for the server's."""
         start = time.perf_counter()
         request_id = uuid.uuid4().hex
-        unit_id, arm = None, None
+        unit_id, arm, at = None, None, None
         try:
             self.keys.check(request.headers, "read")
+            at = self._clock(request.headers)
             raw = await read_body(request, self.limits, BadRequest)
             req = parse_request(read_json(raw, self.limits), self.kinds, self.limits,
                                 self.lookup[3] if self.lookup else None, self.max_unit_id)
             unit_id = req.unit_id
             # Without a unit id the request is its own unit: a fair draw, not sticky.
             arm = self.assigner.assign(unit_id or request_id)
-            columns = self._columns(req)
+            columns = self._columns(req, at)
             used, table = self._inputs(arm.name, columns)
             predictions = await self._score((arm.name, table))
         except BadRequest as exc:
-            return self._failed(exc.status, exc.kind, exc, request_id, unit_id, arm, start)
+            return self._failed(exc.status, exc.kind, exc, request_id, unit_id, arm, start, at)
         except AuthError as exc:  # no key, a wrong key or one without the read scope
-            return self._failed(exc.status, "auth", exc, request_id, unit_id, arm, start)
+            return self._failed(exc.status, "auth", exc, request_id, unit_id, arm, start, at)
         except RaylakeError as exc:  # e.g. the online lookup refused the entities
             status = 404 if isinstance(exc, LookupError) else 422
-            return self._failed(status, "lookup", exc, request_id, unit_id, arm, start)
+            return self._failed(status, "lookup", exc, request_id, unit_id, arm, start, at)
         except Exception as exc:  # a bug or a broken model: the client is not at fault
             log.exception("predict failed")
-            return self._failed(500, "internal", exc, request_id, unit_id, arm, start)
+            return self._failed(500, "internal", exc, request_id, unit_id, arm, start, at)
         ms = (time.perf_counter() - start) * 1000
         self._observe(arm, 200, len(predictions), ms)
         self._log(request_id, unit_id, arm, 200, rows=len(predictions), features=used,
-                  predictions=predictions, latency_ms=ms)
+                  predictions=predictions, latency_ms=ms, at=at)
+        self._profile(arm, used, predictions, at)
         for shadow in self.assigner.shadows:
-            task = asyncio.create_task(self._shadow(shadow, columns, request_id, unit_id))
+            task = asyncio.create_task(self._shadow(shadow, columns, request_id, unit_id, at))
             self._shadow_tasks.add(task)
             task.add_done_callback(self._shadow_tasks.discard)
         return JSONResponse({"request_id": request_id, "unit_id": unit_id, "arm": arm.name,
                              "model": arm.model, "version": arm.version,
                              "predictions": predictions})
 
+    def _clock(self, headers: Any) -> Any:
+        """The request's time from ``X-Raylake-Clock`` (None: now); 400 ``bad_clock`` for a
+        value that is no ISO time, or for the header on a server without replay_clock."""
+        text = headers.get(CLOCK_HEADER)
+        if text is None:
+            return None
+        if not self.replay_clock:
+            raise BadRequest(400, "The X-Raylake-Clock header needs model_server.replay_clock="
+                                  "true on the server (replays and backtests only); send the "
+                                  "request without it.", "bad_clock")
+        from raylake.lake.clock import parse_time
+
+        try:
+            return parse_time(text, "X-Raylake-Clock")
+        except ValueError as exc:
+            raise BadRequest(400, str(exc)[:300], "bad_clock") from None
+
+    @app.post("/outcomes")
+    async def outcomes(self, request: Request) -> JSONResponse:
+        """``POST /outcomes``: ``{"outcomes": [{"request_id" | "unit_id", "row", "outcome",
+        "outcome_at"?}, ...]}`` into ``outcomes.table``, once per key (``outcomes.py``);
+        needs a key with the ``push`` scope. Answers the counts ``added``, ``duplicate``,
+        ``conflicting`` and ``unknown``; a bad body a 4xx naming the field."""
+        from raylake.errors import ConcurrentWriteError
+        from raylake.serve.outcomes import add_outcomes, check_items, to_response
+
+        try:
+            self.keys.check(request.headers, "push")
+            raw = await read_body(request, self.limits, BadRequest)
+            body = read_json(raw, self.limits)
+            if not isinstance(body, dict) or set(body) != {"outcomes"}:
+                raise BadRequest(400 if not isinstance(body, dict) else 422,
+                                 "The body must be {\"outcomes\": [{\"request_id\": ..., "
+                                 "\"row\": 0, \"outcome\": 1}, ...]}.", "invalid_request")
+            rows = check_items(body["outcomes"], max_rows=self.max_outcomes,
+                               max_string=self.limits.max_string, fail=BadRequest)
+            # Delta reads and a commit: in a thread, so /predict is served meanwhile.
+            counts = await asyncio.to_thread(add_outcomes, self.lake, self.outcomes_table, rows,
+                                             "http", self.log_table, fail=BadRequest)
+        except (BadRequest, AuthError) as exc:
+            return self._refused(exc.status, getattr(exc, "kind", "auth"), str(exc))
+        except ConcurrentWriteError as exc:  # safe to retry: adding is idempotent
+            return self._refused(503, "busy", str(exc))
+        except Exception:
+            log.exception("outcomes failed")
+            return self._refused(500, "internal", "Internal error; see the replica's log.")
+        return JSONResponse(to_response(counts))
+
+    def _refused(self, status: int, kind: str, message: str) -> JSONResponse:
+        """An error answer of a route other than /predict (nothing goes to the request log)."""
+        self.m_errors.inc(tags={"kind": kind})
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return JSONResponse({"error": safe_text(message), "kind": kind}, status_code=status,
+                            headers=headers)
+
     # -- scoring -----------------------------------------------------------------------
 
-    def _columns(self, req: Parsed) -> dict[str, list[Any]]:
+    def _columns(self, req: Parsed, at: Any = None) -> dict[str, list[Any]]:
         if req.entities is None:
             return req.features
         from raylake.features.online.lookup import get_online_features
@@ -213,7 +313,7 @@ class ModelServer:
                 raise BadRequest(422, f"entities.{key} is not an entity key.{did_you_mean(key, key_types)} "
                                       f"Keys: {', '.join(sorted(key_types))}.", "unknown_field")
         found = get_online_features(store, registry, service, req.entities,
-                                    full_feature_names=True)
+                                    full_feature_names=True, now=at)
         columns = with_bare_names({name: list(r["values"]) for name, r in
                                    zip(found["metadata"]["feature_names"], found["results"])})
         return {**columns, **req.features}  # values in the request win over stored ones
@@ -251,7 +351,7 @@ class ModelServer:
         return out
 
     async def _shadow(self, arm: Any, columns: dict[str, list[Any]], request_id: str,
-                      unit_id: Any) -> None:
+                      unit_id: Any, at: Any = None) -> None:
         start = time.perf_counter()
         try:
             used, table = self._inputs(arm.name, columns)
@@ -261,17 +361,18 @@ class ModelServer:
             status = exc.status if isinstance(exc, BadRequest) else 500
             self.m_errors.inc(tags={"kind": "shadow"})
             self._log(request_id, unit_id, arm, status, error_kind="shadow",
-                      error=str(exc)[:1000], latency_ms=ms)
+                      error=str(exc)[:1000], latency_ms=ms, at=at)
             return
         ms = (time.perf_counter() - start) * 1000
         self._observe(arm, 200, len(predictions), ms)
         self._log(request_id, unit_id, arm, 200, rows=len(predictions), features=used,
-                  predictions=predictions, latency_ms=ms)
+                  predictions=predictions, latency_ms=ms, at=at)
+        self._profile(arm, used, predictions, at)
 
     # -- bookkeeping -------------------------------------------------------------------
 
     def _failed(self, status: int, kind: str, exc: Exception, request_id: str, unit_id: Any,
-                arm: Any, start: float) -> JSONResponse:
+                arm: Any, start: float, at: Any = None) -> JSONResponse:
         ms = (time.perf_counter() - start) * 1000
         self.m_errors.inc(tags={"kind": kind})
         if arm is not None:
@@ -281,7 +382,7 @@ class ModelServer:
         text = safe_text(str(exc))
         message = text if status < 500 else f"Internal error ({type(exc).__name__}); see the replica's log."
         self._log(request_id, unit_id, arm, status, error_kind=kind, error=text[:1000],
-                  latency_ms=ms)
+                  latency_ms=ms, at=at)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         return JSONResponse({"error": message, "kind": kind, "request_id": request_id},
                             status_code=status, headers=headers)
@@ -297,10 +398,11 @@ class ModelServer:
 
     def _log(self, request_id: str, unit_id: Any, arm: Any, status: int, *, rows: int = 0,
              features: Any = None, predictions: Any = None, error_kind: Any = None,
-             error: Any = None, latency_ms: float = 0.0) -> None:
+             error: Any = None, latency_ms: float = 0.0, at: Any = None) -> None:
         if self.request_log is None:
             return
         self.request_log.add(
+            at=at,
             request_id=request_id, unit_id=unit_id, experiment=self.assigner.salt,
             arm=arm.name if arm else None, model_name=arm.model if arm else None,
             model_version=arm.version if arm else None, shadow=bool(arm and arm.shadow),
@@ -308,12 +410,20 @@ class ModelServer:
             features=json.dumps(features, default=str) if features is not None else None,
             predictions=predictions, latency_ms=latency_ms, replica=self.replica)
 
+    def _profile(self, arm: Any, used: dict[str, list[Any]], predictions: list[float],
+                 at: Any) -> None:
+        if self.profiler is not None:  # list appends only: profiled in the background
+            self.profiler.add(arm.model, arm.version, arm.name, arm.shadow, used, predictions,
+                              at)
+
     def check_health(self) -> None:
         """Serve's health check: RuntimeError when the request log's writer thread died, so
         that Serve replaces the replica."""
         rl = self.request_log
         if rl is not None and rl.writer_died:
             raise RuntimeError("the request log's writer thread died")
+        if self.profiler is not None and self.profiler.thread_died:
+            raise RuntimeError("the live profiler's thread died")
 
     async def __del__(self) -> None:
         # Ray Serve's graceful stop (scale-down, redeploy, serve.delete/shutdown) has no
@@ -327,9 +437,11 @@ class ModelServer:
         tasks = list(getattr(self, "_shadow_tasks", ()))
         if tasks:
             await asyncio.wait(tasks, timeout=5.0)
-        rl = getattr(self, "request_log", None)
-        if rl is not None:
-            await asyncio.to_thread(rl.close, 10.0)
+        # The request log and the live profiles flush side by side, in threads.
+        closing = [asyncio.to_thread(x.close, 8.0) for x in (
+            getattr(self, "request_log", None), getattr(self, "profiler", None)) if x is not None]
+        if closing:
+            await asyncio.gather(*closing)
 
 
 def build_app(conf: Any, lake: Any):
@@ -338,6 +450,7 @@ def build_app(conf: Any, lake: Any):
 
     from raylake.config.redact import redact_options
     from raylake.models.registry import ModelRegistry
+    from raylake.serve import live_profile
     from raylake.serve.ab import resolve_arms
     from raylake.serve.request_log import ensure_table
 
@@ -345,6 +458,8 @@ def build_app(conf: Any, lake: Any):
     arms = resolve_arms(conf.model, ms.arms, ModelRegistry(lake))
     if ms.request_log_table:
         ensure_table(lake, ms.request_log_table)
+    if ms.live_profile:
+        live_profile.ensure_table(lake, ms.profile_table)
     lookup = None
     if ms.feature_service:
         from raylake.features.online.settings import store_settings
@@ -353,7 +468,8 @@ def build_app(conf: Any, lake: Any):
                   "store": store_settings(conf, lake)}
     settings = {k: getattr(ms, k) for k in (
         "salt", "max_rows", "max_batch_size", "batch_wait_timeout_s", "request_log_table",
-        "log_flush_rows", "log_flush_s", "log_spool_dir")}
+        "log_flush_rows", "log_flush_s", "log_spool_dir", "live_profile", "profile_window",
+        "profile_table", "replay_clock")}
     # Request limits; the key file's path only (the keys never leave the replica's host).
     settings.update({k: getattr(ms, k) for k in (
         "max_body_bytes", "max_string_length", "max_unit_id_length", "max_depth",
@@ -361,6 +477,10 @@ def build_app(conf: Any, lake: Any):
     # A broken key file fails here, before any replica starts; keys found here must be
     # found by every replica too (a bool travels, never a key).
     settings["require_api_keys"] = ApiKeys(ms.api_keys_file).configured
+    # POST /outcomes and the monitoring gauges (serve/outcomes.py, serve/alert_gauges.py).
+    settings.update(outcomes_table=conf.outcomes.table,
+                    max_outcomes=conf.outcomes.max_rows_per_request,
+                    alerts_refresh_s=ms.alerts_refresh_s, monitor_table=conf.monitor.table)
     # @serve.deployment made the class a Deployment; type checkers still see the class.
     deployment = ModelServer.options(**deployment_options(ms))  # type: ignore[attr-defined]
     # Serve keeps a deployment's arguments: credentials stay out (config/redact.py); the

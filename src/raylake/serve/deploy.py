@@ -30,6 +30,9 @@ def serve_config(conf: Any, arms: list[Any], env: Iterable[ConfigPath] = ()) -> 
     config: dict[str, Any] = {
         "lake": {"root": conf.lake.root, "storage_options": dict(conf.lake.storage_options)},
         "model_server": ms,
+        # POST /outcomes writes here; the gauges read monitor.table's results.
+        "outcomes": asdict(conf.outcomes),
+        "monitor": {"table": conf.monitor.table},
     }
     if conf.model_server.feature_service:
         config["features"] = asdict(conf.features)

@@ -1,5 +1,5 @@
-"""Serving jobs: ``raylake serve`` (the model server), ``raylake batch-predict`` and
-``raylake ab report``."""
+"""Serving jobs: ``raylake serve`` (the model server), ``raylake batch-predict``,
+``raylake ab report`` and ``raylake profile-requests``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from raylake.runner import JobContext, job
 from raylake.runtime import serve_until_stopped
 from raylake.serve import ab_report as ab
 from raylake.serve import batch
+from raylake.serve import outcomes as oc
+from raylake.serve import request_profiles as rp
 
 
 @job("serve", help="serve a registered model on Ray Serve (model=NAME[:REF], A/B arms, "
@@ -58,3 +60,21 @@ def ab_report(ctx: JobContext) -> dict[str, Any]:
     report = ab.run_report(ctx.lake, ctx.conf, ctx.record)
     report["summary"] = ab.format_report(report)
     return report
+
+
+@job("outcomes-add", help="record outcomes from a CSV, Parquet or JSON Lines file, once per "
+                          "request or unit id (`raylake outcomes add FILE`)",
+     ray=False, check=oc.check_config)
+def outcomes_add(ctx: JobContext) -> dict[str, Any]:
+    """Check ``outcomes.path`` and add its outcomes to ``outcomes.table``; prints the
+    counts (added, duplicate, conflicting, unknown)."""
+    return oc.run_add(ctx.lake, ctx.conf, ctx.record)
+
+
+@job("profile-requests", help="profile the request log's answers into live profiles "
+                              "(traffic served before monitoring was on)",
+     ray=False, check=rp.check_config)
+def profile_requests(ctx: JobContext) -> dict[str, Any]:
+    """Whole ended windows of ``model``'s answers in the request log, profiled per version,
+    arm and window into ``model_server.profile_table`` (``source=log``), once each."""
+    return rp.profile_requests(ctx.lake, ctx.conf, ctx.record)

@@ -222,11 +222,12 @@ class RequestLog:
 
     # -- the request path ----------------------------------------------------------------
 
-    def add(self, **row: Any) -> None:
-        """Spool one request row (``at`` defaults to now, UTC): one line appended to this
-        replica's spool file, so the row survives the replica's death; wakes the writer
-        thread once ``flush_rows`` rows wait. Never writes to the lake itself."""
-        at = row.get("at")
+    def add(self, at: Any = None, **row: Any) -> None:
+        """Spool one request row; ``at``: the request's time (a datetime, naive = UTC, or
+        epoch microseconds; None: now, e.g. the replayed clock of ``X-Raylake-Clock``):
+        one line appended to this replica's spool file, so the row survives the
+        replica's death; wakes the writer thread once ``flush_rows`` rows wait. Never
+        writes to the lake itself."""
         row["at"] = time.time_ns() // 1000 if at is None else _micros(at)
         line = (json.dumps(row, default=str, separators=(",", ":")) + "\n").encode()
         with self._lock:
