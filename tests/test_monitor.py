@@ -312,7 +312,7 @@ def window_start_of(t: dt.datetime, days: int) -> dt.datetime:
      "monitor.alerts.volume_drop.kind='volume' is not one of .*Did you mean 'volume_drop'"),
     (lambda: AlertRuleConfig(kind="drift", threshold=0.3), "kind='drift' is not one of"),
     (lambda: CtConfig(train_window="14d", holdout="14d"), "ct.holdout='14d' must be shorter"),
-    (lambda: OutcomesConfig(key="flight"), "outcomes.key='flight' is not one of"),
+    (lambda: OutcomesConfig(join_on="flight"), "outcomes.join_on='flight' is not one of"),
 ])
 def test_monitoring_config_names_the_key_and_the_fix(build, message):
     with pytest.raises(ConfigError, match=message):

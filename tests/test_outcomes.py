@@ -187,11 +187,11 @@ def test_cli_adds_csv_and_json_lines_once_and_records_the_file(lake, tmp_path, c
     jl.write_text("\n".join(json.dumps(r) for r in [
         {"unit_id": "u2", "outcome": 1, "outcome_at": "2026-11-02T10:00:00Z"},
         {"unit_id": "u3", "outcome": 0}]) + "\n")
-    code, out, err = cli(capsys, "outcomes", "add", str(jl), root, "outcomes.key=unit_id")
+    code, out, err = cli(capsys, "outcomes", "add", str(jl), root, "outcomes.join_on=unit_id")
     assert code == 0, err
     assert "added 2, duplicate 0, conflicting 0, unknown 0" in out
     jl.write_text(json.dumps({"unit_id": "u3", "outcome": 1}) + "\n")
-    code, out, _ = cli(capsys, "outcomes", "add", str(jl), root, "outcomes.key=unit_id")
+    code, out, _ = cli(capsys, "outcomes", "add", str(jl), root, "outcomes.join_on=unit_id")
     assert "conflicting 1" in out and "unit_id=u3" in out
     assert lake.read(OUT, filters=[("unit_id", "=", "u3")])["outcome"].to_pylist() == [0.0]
 
@@ -201,8 +201,8 @@ def test_cli_adds_csv_and_json_lines_once_and_records_the_file(lake, tmp_path, c
      "bad.csv record 2, column outcome is 'maybe'; it must be a finite number"),
     ("bad.csv", "request_id,row,outcome\nr1,-3,1\n", {}, "record 1, column row is -3"),
     ("units.csv", "unit_id,outcome\nu1,1\n", {}, "has no request_id column (columns: unit_id, "
-                                                 "outcome); outcomes.key=request_id needs one. "
-                                                 "It has unit_id: set outcomes.key=unit_id."),
+                                                 "outcome); outcomes.join_on=request_id needs one. "
+                                                 "It has unit_id: set outcomes.join_on=unit_id."),
     ("o.csv", "request_id,delayd\nr1,1\n", {"outcome": "delayed"},
      "no 'delayed' column for the outcome (columns: request_id, delayd). Did you mean 'delayd'?"),
     ("o.txt", "request_id,outcome\n", {}, "Cannot tell the format of"),
@@ -246,7 +246,7 @@ def test_ab_report_reads_outcomes_added_by_the_cli(lake, tmp_path, capsys):
     csv.write_text("unit_id,rebooked\n" + "".join(f"{r['unit_id']},{int(r['rebooked'])}\n"
                                                   for r in rows))
     code, out, err = cli(capsys, "outcomes", "add", str(csv), f"lake.root={lake.root}",
-                         "experiment=delay_ab", "outcomes.key=unit_id",
+                         "experiment=delay_ab", "outcomes.join_on=unit_id",
                          "outcomes.outcome=rebooked")
     assert code == 0 and f"added {len(rows)}, duplicate 0, conflicting 0, unknown 0" in out, err
     conf = compose_config([f"lake.root={lake.root}", "experiment=delay_ab",

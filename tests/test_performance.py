@@ -181,7 +181,7 @@ def test_unit_key_no_outcomes_table_and_no_reference(lake):
         [{"request_id": None, "unit_id": r.unit, "row": int(r.row), "outcome": r.y,
           "outcome_at": DAY0, "arrived_at": DAY0, "source": "cli"} for r in first.itertuples()],
         schema=OUTCOMES_SCHEMA))
-    rows = window_rows(lake, _conf(lake, "monitor.segment_by=[]", "outcomes.key=unit_id"), _mv(),
+    rows = window_rows(lake, _conf(lake, "monitor.segment_by=[]", "outcomes.join_on=unit_id"), _mv(),
                        DAYS[:1], "run-4", reference=_reference(rng))
     want = units[units.day == DAYS[0]].merge(first[["unit", "row", "y"]], on=["unit", "row"],
                                              suffixes=("", "_unit"))

@@ -260,3 +260,16 @@ def test_an_override_error_does_not_print_a_credential():
         with pytest.raises(ConfigError) as err:
             compose_config([f"lake.storage_options.AWS_SECRET_ACCESS_KEY={secret}", bad])
         assert secret not in str(err.value) and REDACTED in str(err.value)
+
+
+def test_urls_lose_their_credentials_but_keep_where_they_point():
+    from raylake.config.redact import REDACTED, redact, redact_url
+
+    assert redact_url("http://127.0.0.1:9000/alerts?token=abc&team=ml") == \
+        f"http://127.0.0.1:9000/alerts?token={REDACTED}&team=ml"
+    assert redact_url("https://bot:hunter2@hooks.local/x") == f"https://bot:{REDACTED}@hooks.local/x"
+    assert redact_url("https://h/a?X-Amz-Signature=s1&b=2").endswith(f"Signature={REDACTED}&b=2")
+    for kept in ("s3://bucket/lake", "http://127.0.0.1:8265", "https://h/a?page=2", "not a url"):
+        assert redact_url(kept) == kept
+    out = redact({"monitor": {"webhook_url": "http://h/hook?api_key=k1"}})
+    assert "k1" not in str(out) and out["monitor"]["webhook_url"].startswith("http://h/hook?")

@@ -140,7 +140,7 @@ class OutcomesConfig:
     # The lake table outcomes go to (and the A/B report and monitor read).
     table: str = "serving/outcomes"
     # What an outcome is keyed by: the request id, or the unit id.
-    key: JoinOn = JoinOn.request_id
+    join_on: JoinOn = JoinOn.request_id
     outcome: str = "outcome"  # the outcome's column in a file
     # The file `raylake outcomes add` reads (CSV, Parquet, JSON Lines).
     path: Optional[str] = None
@@ -149,7 +149,7 @@ class OutcomesConfig:
     max_rows_per_request: int = 1000
 
     def __post_init__(self) -> None:
-        self.key = choice(JoinOn, self.key, "outcomes.key")
+        self.join_on = choice(JoinOn, self.join_on, "outcomes.join_on")
         self.format = optional_choice(OutcomeFormat, self.format, "outcomes.format")
         at_least("outcomes.max_rows_per_request", self.max_rows_per_request, 1, "1000")
 

@@ -166,7 +166,44 @@ def _redact(value: Any, path: ConfigPath, env: frozenset[ConfigPath], kind: Any,
         item_kind = args[0] if args else Any
         return [_redact(v, (*path, i), env, item_kind, options=options)
                 for i, v in enumerate(value)]
+    if isinstance(value, str) and "://" in value:
+        return redact_url(value)
     return value
+
+
+# Query parameters that carry a credential under a name without a secret word (signed
+# URLs: AWS's X-Amz-Signature, Azure's sig).
+_URL_SECRET_PARAMS = frozenset({"sig", "signature", "x-amz-signature", "x-amz-credential",
+                                "x-amz-security-token", "code", "auth"})
+
+
+def redact_url(text: str) -> str:
+    """``text`` with the credentials a URL can carry replaced by :data:`REDACTED`: the
+    password of ``user:password@host`` and query parameters with a credential-like name
+    (``?token=...``, ``&api_key=...``, signed URLs' ``sig``); anything else unchanged (a
+    webhook URL stays useful in a run record without its token)."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return text
+    if not parts.scheme or not parts.netloc:
+        return text
+    netloc = parts.netloc
+    if "@" in netloc:
+        user, _, host = netloc.rpartition("@")
+        name, colon, _ = user.partition(":")
+        netloc = f"{name}:{REDACTED}@{host}" if colon else f"{REDACTED}@{host}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(is_secret_name(k) or k.lower() in _URL_SECRET_PARAMS for k, _ in pairs):
+            query = urlencode([(k, REDACTED if is_secret_name(k) or k.lower() in
+                                _URL_SECRET_PARAMS else v) for k, v in pairs], safe="<>")
+    if netloc == parts.netloc and query == parts.query:
+        return text
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def _child(kind: Any, key: Any, options: bool) -> tuple[Any, bool, bool]:

@@ -5,7 +5,7 @@ the model version's answered requests (status 200, shadow arms too: outcomes do 
 depend on who answered) are cut into one row per (request, row position) with its
 score, its arm and its window (``lake.clock.window_start`` of the request's time), and
 joined with the outcomes table on (request_id, row), or (unit_id, row) when
-``outcomes.key=unit_id``, the first outcome of a key winning.
+``outcomes.join_on=unit_id``, the first outcome of a key winning.
 
 Per window and arm, and per segment (``monitor.segment_by``: ``origin=EWR``, values as
 the model saw them; a segment with fewer than ``monitor.min_rows`` rows is left out),
@@ -62,9 +62,9 @@ def window_rows(lake: Any, conf: Any, mv: Any, windows: Sequence[Any], run_id: s
     if not starts:
         return []
     log_table = m.request_log_table or conf.model_server.request_log_table
-    served, log_keys = _served(lake, log_table, mv, starts, width, conf.outcomes.key,
+    served, log_keys = _served(lake, log_table, mv, starts, width, conf.outcomes.join_on,
                                list(m.segment_by))
-    key = str(conf.outcomes.key)
+    key = str(conf.outcomes.join_on)
     out: list[dict[str, Any]] = []
     base = {"model": mv.name, "model_version": int(mv.version), "feature": "_model",
             "threshold": None, "flagged": False, "run_id": run_id,

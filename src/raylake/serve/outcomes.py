@@ -420,10 +420,10 @@ def read_file(path: str, fmt: str, *, key: str, outcome: str,
     names = data.column_names
     if key not in names:
         other = "unit_id" if key == "request_id" else "request_id"
-        hint = (f" It has {other}: set outcomes.key={other}." if other in names else
+        hint = (f" It has {other}: set outcomes.join_on={other}." if other in names else
                 f"{did_you_mean(key, names)}")
         raise MonitorError(f"{path!r} has no {key} column (columns: {', '.join(names)}); "
-                           f"outcomes.key={key} needs one.{hint}")
+                           f"outcomes.join_on={key} needs one.{hint}")
     if outcome not in names:
         raise MonitorError(f"{path!r} has no {outcome!r} column for the outcome (columns: "
                            f"{', '.join(names)}).{did_you_mean(outcome, names)} Set "
@@ -455,7 +455,7 @@ def check_config(conf: Any) -> None:
     if not conf.outcomes.path:
         raise MonitorError("No outcomes file: give one, `raylake outcomes add FILE` (or "
                            "outcomes.path=FILE); CSV, Parquet or JSON Lines with a "
-                           f"{conf.outcomes.key} column and an {conf.outcomes.outcome!r} "
+                           f"{conf.outcomes.join_on} column and an {conf.outcomes.outcome!r} "
                            "column.")
 
 
@@ -464,7 +464,7 @@ def run_add(lake: Lake, conf: Any, run: Any) -> dict[str, Any]:
     sha256), the request log version and the outcomes version go in the run record."""
     o = conf.outcomes
     path = str(o.path)
-    rows = read_file(path, file_format(path, o.format), key=str(o.key), outcome=o.outcome,
+    rows = read_file(path, file_format(path, o.format), key=str(o.join_on), outcome=o.outcome,
                      max_string=conf.model_server.max_string_length)
     log_table = conf.model_server.request_log_table
     counts = add_outcomes(lake, o.table, rows, "cli", log_table, run_id=run.run_id,
