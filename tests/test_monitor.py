@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -190,6 +191,63 @@ def test_a_rerun_appends_nothing_twice_and_a_change_once(lake):
     assert lake.read("monitoring/wx").num_rows == 3
 
 
+def test_a_rerun_with_sketch_noise_appends_nothing_and_real_changes_once(lake):
+    """KLL merges are randomised: a re-run's shares and drift statistics move by ~1e-3.
+    Within the sketches' error, with the same flag, state and row count, nothing is
+    appended; a state, a row count or a value beyond the error is a change."""
+    start = dt.datetime(2013, 7, 1, tzinfo=UTC)
+    base = {**BASE, "arm": "main", "window_start": start, "window_end": start,
+            "segment": "", "threshold": 0.01, "estimated": False, "rows": 72}
+    rows = [{**base, "feature": "temp", "check": "out_of_range", "value": 0.0213,
+             "flagged": True, "detail": json.dumps({"above": 0.0213})},
+            {**base, "feature": "humid", "check": "drift", "value": 0.4031, "flagged": False,
+             "detail": json.dumps({"state": "ok"})},
+            {**base, "feature": "_model", "check": "auc", "value": None, "flagged": False,
+             "detail": json.dumps({"state": "too_few_outcomes"})}]
+    assert store.append_changed(lake, "monitoring/wx", "wx", rows, "r1")[1] == 3
+    noisy = [{**rows[0], "value": 0.0213 + 7e-4, "detail": json.dumps({"above": 0.022})},
+             {**rows[1], "value": 0.4031 - 7e-4}, rows[2]]
+    assert store.append_changed(lake, "monitoring/wx", "wx", noisy, "r2") == (None, 0)
+    later = {"created_at": dt.datetime(2024, 1, 2, tzinfo=UTC)}  # newest row of a key wins
+    changed = [{**rows[0], **later, "value": 0.06},  # beyond the error, flag unchanged
+               {**rows[1], **later, "rows": 73},  # late traffic: another count, same value
+               {**rows[2], **later, "detail": json.dumps({"state": "non_binary_outcomes"})}]
+    for row in changed:
+        assert store.append_changed(lake, "monitoring/wx", "wx", [row], "r3")[1] == 1
+    assert lake.read("monitoring/wx").num_rows == 6
+    latest = {r["feature"]: r for r in store.read_latest(lake, "monitoring/wx", "wx").to_pylist()}
+    assert latest["temp"]["value"] == 0.06 and latest["humid"]["rows"] == 73
+    assert json.loads(latest["_model"]["detail"])["state"] == "non_binary_outcomes"
+    assert not store._same({**rows[0], "value": None}, rows[0])
+
+
+def test_a_corrupt_live_profile_is_refused_naming_the_row(lake, weather):
+    from raylake.lake.commit import write_table
+    from raylake.serve.live_profile import SCHEMA
+
+    start = dt.datetime(2013, 7, 1, tzinfo=UTC)
+    hour = rows_of(weather, 7, [1]).slice(0, 3).select(FEATURES)
+    good = {"model": "wx", "model_version": 1, "arm": "main", "shadow": False,
+            "window_start": start, "window_end": start + dt.timedelta(hours=1),
+            "source": "live", "writer": "replica-a", "seq": 4, "rows": 3,
+            "profile": Profile.of(hour).to_bytes(), "created_at": start}
+    bad = {**good, "window_start": start + dt.timedelta(hours=1),
+           "window_end": start + dt.timedelta(hours=2), "writer": "replica-b", "seq": 9,
+           "profile": b"WHY1\x05\x05\x05 torn write"}
+    write_table(lake, "_live_profiles", pa.Table.from_pylist([good, bad], schema=SCHEMA),
+                system=True)
+    with pytest.raises(MonitorError, match=r"_live_profiles holds a profile of wx:1 that cannot "
+                                           r"be read \(writer 'replica-b', seq 9, arm 'main', "
+                                           r"window_start 2013-07-01T01:00:00\+00:00\).*"
+                                           r"monitor.since"):
+        checks.traffic(lake, "_live_profiles", "wx", 1, start, start + dt.timedelta(days=1),
+                       dt.timedelta(days=1))
+    # The windows before it are read as before.
+    seen = checks.traffic(lake, "_live_profiles", "wx", 1, start, start + dt.timedelta(hours=1),
+                          dt.timedelta(hours=1))
+    assert seen[("main", start)].rows == 3
+
+
 # -- end to end: a registered model, live profiles, the monitor job ---------------------
 
 SPEC = FeatureSpec(NUMERIC, ["origin"], {"origin": ["EWR", "JFK", "LGA"]}, "rain")
@@ -317,3 +375,11 @@ def window_start_of(t: dt.datetime, days: int) -> dt.datetime:
 def test_monitoring_config_names_the_key_and_the_fix(build, message):
     with pytest.raises(ConfigError, match=message):
         build()
+
+
+def test_a_bad_webhook_url_is_refused_without_echoing_its_token():
+    secret = "hooks.slack.com/services/T0000/B0000/XXXXSECRETXXXX"
+    with pytest.raises(ConfigError, match=re.escape(
+            "monitor.webhook_url='hooks.slack....' is not an http(s) URL; write e.g.")) as err:
+        MonitorConfig(webhook_url=secret)
+    assert "SECRET" not in str(err.value)

@@ -192,6 +192,74 @@ def test_unit_key_no_outcomes_table_and_no_reference(lake):
         assert r["value"] == pytest.approx(metrics.auc(w.y_unit.to_numpy(), w.score.to_numpy()))
 
 
+def test_non_binary_outcomes_are_a_state_not_metrics(lake):
+    """AUC and log loss are of a 0/1 outcome: a 2 or a 0.5 among the outcomes (minutes
+    of delay sent as the outcome) is recorded as a state with examples, not a metric."""
+    rng = np.random.default_rng(5)
+    flat = _served_log(lake, rng, per_day=200)
+    day = flat[flat.day == DAYS[0]].copy()
+    day.loc[day.index[:7], "y"] = [2.0, 0.5, 2.0, 37.0, 2.0, 0.5, 2.0]
+    _write_outcomes(lake, flat, day)
+    conf = _conf(lake, "monitor.segment_by=[]")
+    rows = window_rows(lake, conf, _mv(), DAYS[:1], "run-5", reference=_reference(rng))
+    odd_arm = day.arm.iloc[0]
+    for arm in ("control", "treatment"):
+        got = _by(rows, arm=arm)
+        labelled = int((day.arm == arm).sum())
+        if arm != odd_arm:  # the other arm's outcomes are all 0/1: its metrics stand
+            assert got[("auc", "")]["value"] is not None
+            continue
+        for check in ("auc", "log_loss", "calibration_error", "cost", "positive_rate"):
+            r = got[(check, "")]
+            detail = json.loads(r["detail"])
+            assert r["value"] is None and r["rows"] == labelled
+            assert detail["state"] == "non_binary_outcomes"
+            assert detail["examples"] == [0.5, 2.0, 37.0] and detail["non_binary"] == 7
+            assert "not 0 or 1" in detail["message"]
+        assert got[("auc_estimated", "")]["value"] > 0.6  # estimates do not need outcomes
+
+
+def test_a_model_without_a_threshold_is_judged_at_the_cost_ratio(lake):
+    """The same fallback as `raylake ct`: false_alarm / (missed + false_alarm)."""
+    from raylake.ct.retrain import evaluate
+    from raylake.monitor.performance import threshold_of
+
+    rng = np.random.default_rng(9)
+    flat = _served_log(lake, rng, per_day=300)
+    day = flat[flat.day == DAYS[0]]
+    _write_outcomes(lake, flat, day)
+    conf = _conf(lake, "monitor.segment_by=[]", "train.cost.missed=30",
+                 "train.cost.false_alarm=10")
+    mv = types.SimpleNamespace(**{**vars(_mv()), "metrics": {"test": {"auc": 0.7}}})
+    cost = conf.train.cost
+    assert threshold_of(mv, cost) == (0.25, "cost ratio")
+    assert threshold_of(_mv(0.3), cost) == (0.3, "registered")
+    rows = window_rows(lake, conf, mv, DAYS[:1], "run-6", reference=_reference(rng))
+    want = day[day.arm == "control"]
+    y, s = want.y.to_numpy(), want.score.to_numpy()
+    got = _by(rows, arm="control")
+    assert got[("cost", "")]["value"] == pytest.approx(metrics.expected_cost(y, s, 0.25, cost))
+    assert got[("cost", "")]["value"] != pytest.approx(metrics.expected_cost(y, s, 0.5, cost))
+    assert json.loads(got[("cost_estimated", "")]["detail"])["decision_threshold"] == 0.25
+    judged = evaluate(y, s, mv, cost)
+    assert judged["threshold_source"] == "cost ratio"
+    assert judged["cost"] == pytest.approx(got[("cost", "")]["value"])
+
+
+def test_a_reference_without_finite_scores_is_a_monitor_error(lake):
+    y = np.array([0.0, 1.0, 1.0])
+    with pytest.raises(MonitorError, match=r"cannot calibrate on training/delay@3.*"
+                                           r"monitor.reference=TABLE@VERSION"):
+        cbpe.calibrator(y, np.full(3, np.nan), "training/delay@3")
+    # In a run: recorded per window as a missing reference is; realised metrics go on.
+    rng = np.random.default_rng(2)
+    _served_log(lake, rng, per_day=100)
+    rows = window_rows(lake, _conf(lake, "monitor.segment_by=[]"), _mv(), DAYS[:1], "run-7",
+                       reference=(y, np.full(3, np.nan), "training/delay@3"))
+    detail = json.loads(_by(rows, arm="control")[("auc_estimated", "")]["detail"])
+    assert detail["state"] == "no_reference" and "training/delay@3" in detail["message"]
+
+
 def test_reference_scores_from_the_training_lineage(lake):
     """The default reference: the registered model's scores on its training set's test
     split (rows at or after the recorded test_start), labels from the same rows."""

@@ -59,6 +59,7 @@ class Replay:
         self.sent = {"requests": 0, "rows": 0, "outcomes": 0}
         self.months: list[dict[str, Any]] = []
         self.first_version: int | None = None
+        self.stale_result: dict[str, Any] = {}
         self.started = time.perf_counter()
 
     # -- config of each step ---------------------------------------------------------
@@ -257,10 +258,8 @@ class Replay:
         self.stop()
         self.wait_for_log()
         month: dict[str, Any] = {"month": first.strftime("%Y-%m")}
-        m = monitor(self.job_cfg("monitor", model=f"{self.model_name}:champion", **{
-            "monitor.since": first.isoformat(), "monitor.until": until.isoformat(),
-            "monitor.now": (until + self.r.outcome_delay_days * DAY).isoformat()}),
-            echo=self.echo)
+        m = monitor(self.monitor_cfg(first, until, until + self.r.outcome_delay_days * DAY),
+                    echo=self.echo)
         month["monitor_run"] = m.get("run_id")
         if self.r.ct:
             from raylake.ct.jobs import ct
@@ -272,6 +271,52 @@ class Replay:
         self.deploy()
         self.months.append(month)
         return month
+
+    def monitor_cfg(self, since: dt.date, until: dt.date, now: dt.date, **keys: Any
+                    ) -> DictConfig:
+        """``raylake monitor`` of the champion over [since, until) at clock ``now``, with
+        the replay's window and, with ``drift_ks``, numeric features judged by the KS
+        statistic (per-column thresholds)."""
+        keys = {"monitor.since": since.isoformat(), "monitor.until": until.isoformat(),
+                "monitor.now": now.isoformat(), "monitor.window": self.r.monitor_window,
+                **keys}
+        if self.r.drift_ks is not None:
+            from raylake.models.registry import ModelRegistry
+
+            mv = ModelRegistry(self.lake).get(self.model_name, "champion")
+            numeric = [f["name"] for f in mv.features if f.get("encoding") == "numeric"]
+            given = OmegaConf.to_container(self.cfg.monitor.thresholds)
+            assert isinstance(given, dict)
+            keys["monitor.thresholds"] = {
+                **{n: {"metric": "ks", "threshold": self.r.drift_ks} for n in numeric},
+                **given}
+        return self.job_cfg("monitor", model=f"{self.model_name}:champion", **keys)
+
+    def stale(self, day: dt.date) -> dict[str, Any]:
+        """``day``'s rows sent again ``stale_days`` later without materializing: the
+        online store's newest weather is then older than the view's TTL, lookups serve
+        nulls, and the monitor (one-day windows, its own table) flags the null shares."""
+        from raylake.monitor.jobs import monitor
+
+        shift = self.r.stale_days * DAY
+        rows = self.rows_of(day)
+        t = self.conf.training_set
+        hours = pc.floor_temporal(rows[t.event_timestamp_column], unit="hour")
+        for hour in pc.unique(hours).to_pylist():
+            part = rows.filter(pc.equal(hours, pa.scalar(hour, hours.type)))
+            for at in range(0, part.num_rows, self.conf.model_server.max_rows):
+                self.predict(part.slice(at, self.conf.model_server.max_rows), hour + shift)
+        self.stop()
+        self.wait_for_log()
+        table = f"monitoring/{self.model_name}_stale"
+        out = monitor(self.monitor_cfg(day + shift, day + shift + DAY, day + shift + 2 * DAY,
+                                       **{"monitor.window": "1d", "monitor.table": table}),
+                      echo=self.echo)
+        rows_out = self.lake.read(table).to_pylist()
+        flagged = sorted({r["feature"] for r in rows_out
+                          if r["check"] == "null_share" and r["flagged"]})
+        return {"day": (day + shift).isoformat(), "null_share_flagged": flagged,
+                "run_id": out.get("run_id")}
 
     # -- the whole replay --------------------------------------------------------------
 
@@ -305,6 +350,8 @@ class Replay:
                     month_end = (first + 32 * DAY).replace(day=1)
                     self.say(f"{day}: {n} rows; closing {first:%Y-%m}")
                     self.close_month(first, day + DAY, month_end)
+            if self.r.stale_days and days:
+                self.stale_result = self.stale(days[-1])
         finally:
             self.stop()
         from raylake.monitor.jobs import monitor_report
@@ -314,6 +361,7 @@ class Replay:
         months = self.summarize()
         summary: dict[str, Any] = {"months": months, "sent": self.sent,
                    "first_version": self.first_version, "report": report.get("html"),
+                   "stale": self.stale_result,
                    "seconds": round(
                        time.perf_counter() - self.started)}
         if self.r.summary_file:
@@ -446,7 +494,7 @@ def _month_line(m: dict[str, Any]) -> str:
     ct = m.get("ct") or {}
     return (f"{m['month']}: v{m.get('versions')}, AUC {f(m.get('auc'))} (CBPE "
             f"{f(m.get('auc_estimated'))}, without CT {f(m.get('auc_without_ct'))}); drifted "
-            f"on most days: {drift}; CT: {ct.get('decision', '-')}")
+            f"in most windows: {drift}; CT: {ct.get('decision', '-')}")
 
 
 def _key_file(root: str) -> tuple[str, str]:

@@ -37,7 +37,9 @@ class AlertKind(Choice):
 
 class CtTrigger(Choice):
     always = "always"  # every run retrains (a schedule: cron, a long-running Ray job)
-    alert = "alert"  # only when the monitored model has an undelivered or new alert
+    # only when an alert of the monitored model was raised after the last triggered ct run
+    # (before the first one: any alert), delivered or not
+    alert = "alert"
     new_data = "new_data"  # only when the source table has a version newer than training's
 
 
@@ -78,6 +80,14 @@ def _table_at(key: str, value: Optional[str]) -> None:
         raise ConfigValueError(f"{key}={value!r} is not TABLE@VERSION; write e.g. "
                                f"{key}=training/flights_delay@3, or drop it to use the "
                                "model's training set at the version it was trained on.")
+
+
+def _start(text: object) -> str:
+    """The first 12 characters of ``text`` and "...": enough to recognise a bad URL by its
+    scheme, short of a token in its path or query (a URL without a scheme, which
+    ``redact.redact_url`` leaves whole, included)."""
+    text = str(text)
+    return text if len(text) <= 12 else text[:12] + "..."
 
 
 @dataclass
@@ -131,7 +141,8 @@ class MonitorConfig:
             at_least(f"monitor.alerts.{name}.threshold", rule.threshold, 0, "0.3")
         if is_set(self.webhook_url) and not str(self.webhook_url).startswith(
                 ("http://", "https://")):
-            raise ConfigValueError(f"monitor.webhook_url={self.webhook_url!r} is not an "
+            # The URL may hold a token (in its path, for chat webhooks): show its start.
+            raise ConfigValueError(f"monitor.webhook_url={_start(self.webhook_url)!r} is not an "
                                    "http(s) URL; write e.g. http://127.0.0.1:9000/alerts.")
 
 

@@ -7,7 +7,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Optional
 
-from raylake.config.values import at_least
+from raylake.config.values import at_least, check_duration
 from raylake.errors import ConfigValueError
 
 
@@ -38,6 +38,16 @@ class ReplayConfig:
     # After each month: `raylake monitor` over the month, then (ct: true) `raylake ct`
     # with the clock at the month's end; a promotion redeploys the server.
     ct: bool = True
+    # `raylake monitor`'s window in the replay. One day of weather is not a sample of a
+    # quarter's: judged day by day, every weather feature "drifts" every day.
+    monitor_window: str = "7d"
+    # Numeric features are judged by the KS statistic above this (an effect size) instead
+    # of the default p-value test; None: the p-value test.
+    drift_ks: Optional[float] = 0.3
+    # After the replay, the last day's rows are sent again this many days later without
+    # materializing (the online store stopped being fed): lookups fall outside the TTL and
+    # serve nulls, which the monitor's null-share check must flag (0: not done).
+    stale_days: int = 1
     # Where the replay's summary (JSON) is written; None: not written.
     summary_file: Optional[str] = None
 
@@ -52,3 +62,8 @@ class ReplayConfig:
         at_least("replay.days_per_month", self.days_per_month, 1, "3")
         at_least("replay.rows_per_day", self.rows_per_day, 1, "200")
         at_least("replay.outcome_delay_days", self.outcome_delay_days, 0, "1")
+        at_least("replay.stale_days", self.stale_days, 0, "1")
+        check_duration(self.monitor_window, "replay.monitor_window")
+        if self.drift_ks is not None and not 0 < self.drift_ks < 1:
+            raise ConfigValueError(f"replay.drift_ks={self.drift_ks!r} must be in (0, 1), "
+                                   "e.g. 0.3, or null for the p-value tests.")

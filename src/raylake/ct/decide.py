@@ -18,7 +18,10 @@ PROMOTED = "promoted"  # the challenger is the champion now
 KEPT = "kept_champion"  # the challenger is not better by the margin
 NOT_PROMOTED = "not_promoted"  # better, but ct.promote=false (a dry run)
 SHADOW = "shadow"  # better, left as a candidate for a shadow arm (ct.shadow=true)
-NOT_TRIGGERED = "not_triggered"  # nothing to retrain on
+NOT_TRIGGERED = "not_triggered"  # nothing to retrain on, or no fair holdout to judge on
+
+# Fewer labelled holdout rows than this (or monitor.min_rows, when higher) judge nothing.
+MIN_HOLDOUT_ROWS = 100
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,51 @@ def window(now: dt.datetime, train_window: dt.timedelta, holdout: dt.timedelta) 
     start, test_start = now - train_window, now - holdout
     valid = min(holdout, (test_start - start) / 2)
     return Window(start, test_start - valid, test_start, now)
+
+
+def holdout_after(win: Window, seen_until: dt.datetime | None,
+                  holdout: dt.timedelta) -> Window:
+    """``win`` with its holdout starting no earlier than ``seen_until``, the end of the
+    rows a judged model was trained or validated on: both models are then judged on the
+    same rows, which neither learned from. Validation (the challenger's, before the
+    holdout) follows :func:`window`'s rule from the moved start; ``seen_until`` at or past
+    ``win.end`` leaves an empty holdout."""
+    if seen_until is None or seen_until <= win.test_start:
+        return win
+    test_start = min(seen_until, win.end)
+    valid = min(holdout, (test_start - win.start) / 2)
+    return Window(win.start, test_start - valid, test_start, win.end)
+
+
+def too_few_rows(rows: int, minimum: int, used: Window, configured: Window, holdout: str,
+                 seen: dict[str, tuple[int, dt.datetime | None, str]]) -> str:
+    """Why a run with fewer than ``minimum`` labelled rows in its holdout ``used`` judged
+    nothing. ``seen``: role -> (version, the end of the rows it learned from, where that
+    was found); when one of them moved the holdout past the ``configured`` start, the
+    schedule is the cause (ct runs more often than ``ct.holdout``)."""
+    span = f"[{used.test_start.isoformat()}, {used.end.isoformat()})"
+    head = (f"only {rows} labelled holdout row(s) in {span}, fewer than the {minimum} "
+            "needed to judge; nothing was judged")
+    movers = [f"the {role} v{v} learned from rows up to {until.isoformat()} ({source})"
+              for role, (v, until, source) in sorted(seen.items())
+              if until is not None and until > configured.test_start]
+    if used.test_start > configured.test_start:
+        return (f"{head}: {' and '.join(movers)}, inside ct.holdout={holdout} (from "
+                f"{configured.test_start.isoformat()}), so the holdout starts there and no "
+                "model is judged on rows it learned from. ct runs more often than "
+                f"ct.holdout: schedule it at most every {holdout} (or lengthen ct.holdout), "
+                "or wait until enough labelled rows follow the champion's training")
+    return (f"{head}: the outcomes of that period have not reached the lake yet, or "
+            f"ct.holdout={holdout} is too short; wait for the labels or lengthen ct.holdout")
+
+
+def champion_changed(expected: int | None, current: int | None) -> str:
+    """The reason a better challenger was not promoted: another run moved the champion
+    after this one judged against ``expected`` (None: there was none)."""
+    was = f"v{expected}" if expected is not None else "no champion"
+    now = f"v{current}" if current is not None else "no champion"
+    return (f"kept the champion: the champion changed to {now} during this run (it judged "
+            f"against {was}); re-run ct")
 
 
 def new_data(table: str, latest: int, trained: int | None,

@@ -24,6 +24,7 @@ from raylake.lake.tables import Lake
 from raylake.models.flavors import get_flavor
 from raylake.models.registry import ModelVersion
 from raylake.models.spec import FeatureSpec
+from raylake.monitor.performance import threshold_of  # the one monitoring judges at
 from raylake.train import metrics
 
 BATCH_ROWS = 65_536  # holdout rows scored at a time: the driver holds scores, not rows
@@ -75,10 +76,7 @@ def holdout_scores(lake: Lake, table: str, version: int, time_column: str, label
     dataset = lake.dataset(table, version)
     names = dataset.schema.names
     specs = {k: FeatureSpec.from_dict(mv.preprocessing) for k, (mv, _) in models.items()}
-    for col, what in ((time_column, "train.split.time_column"), (label, "train.label")):
-        if col not in names:
-            raise MonitorError(f"{what}={col!r} is not a column of the training set "
-                               f"{table}@{version}; columns: {', '.join(names)}.")
+    when = _holdout_filter(dataset, table, version, time_column, label, win)
     for k, (mv, _) in models.items():
         missing = [c for c in specs[k].names if c not in names]
         if missing:
@@ -89,10 +87,6 @@ def holdout_scores(lake: Lake, table: str, version: int, time_column: str, label
                 "(training_set.feature_service), or judge another version (ct.challenger).")
     columns = list(dict.fromkeys([c for s in specs.values() for c in s.names]
                                  + [label, time_column]))
-    t = dataset.schema.field(time_column).type
-    when = ((pads.field(time_column) >= pa.scalar(win.test_start, t))
-            & (pads.field(time_column) < pa.scalar(win.end, t))
-            & pads.field(label).is_valid())
     threads = max(1, min(4, os.cpu_count() or 1))
     score = {k: get_flavor(mv.flavor).predictor(model, specs[k], threads)
              for k, (mv, model) in models.items()}
@@ -117,15 +111,26 @@ def holdout_scores(lake: Lake, table: str, version: int, time_column: str, label
     return np.concatenate(ys), {k: np.concatenate(v) for k, v in ps.items()}
 
 
-def threshold_of(mv: ModelVersion, cost: Any) -> tuple[float, str]:
-    """The model's own decision threshold, as its training chose it on validation; a
-    model registered without one acts where its probability makes acting cheaper than not
-    (p >= false_alarm / (missed + false_alarm), the Bayes threshold of the costs)."""
-    t = ((mv.metrics or {}).get("test") or {}).get("threshold")
-    if isinstance(t, (int, float)) and np.isfinite(t):
-        return float(t), "registered"
-    total = cost.missed + cost.false_alarm
-    return (float(cost.false_alarm / total) if total else 0.5), "cost ratio"
+def holdout_rows(lake: Lake, table: str, version: int, time_column: str, label: str,
+                 win: Window) -> int:
+    """How many labelled rows of ``table@version`` lie in the holdout [test_start, end)."""
+    dataset = lake.dataset(table, version)
+    return int(dataset.count_rows(
+        filter=_holdout_filter(dataset, table, version, time_column, label, win)))
+
+
+def _holdout_filter(dataset: pads.Dataset, table: str, version: int, time_column: str,
+                    label: str, win: Window) -> pads.Expression:
+    """The holdout's labelled rows: ``time_column`` in [test_start, end), label set."""
+    names = dataset.schema.names
+    for col, what in ((time_column, "train.split.time_column"), (label, "train.label")):
+        if col not in names:
+            raise MonitorError(f"{what}={col!r} is not a column of the training set "
+                               f"{table}@{version}; columns: {', '.join(names)}.")
+    t = dataset.schema.field(time_column).type
+    return ((pads.field(time_column) >= pa.scalar(win.test_start, t))
+            & (pads.field(time_column) < pa.scalar(win.end, t))
+            & pads.field(label).is_valid())
 
 
 def evaluate(y: np.ndarray, p: np.ndarray, mv: ModelVersion, cost: Any) -> dict[str, Any]:

@@ -5,8 +5,8 @@ Rules (``monitor.alerts``) are judged per arm and window on whole-population row
 with a flagged ``drift`` row is above the threshold; ``auc_drop``: training's test AUC
 minus the realised AUC (or, with ``use_estimate`` and no realised value yet, CBPE's) is
 above it; ``volume_drop``: the ``volume`` is under (1 - threshold) x the median of the
-up to 7 windows before (earlier runs' from the monitoring table; a window missing
-between two that have one had no traffic: 0); ``null_share_jump``: a feature's
+up to 7 windows before (earlier runs' of the same model version and arm from the
+monitoring table; a window missing between two that have one had no traffic: 0); ``null_share_jump``: a feature's
 ``null_share`` rose above ``detail.reference`` by more than the threshold (or, without
 a reference share, its row is flagged).
 
@@ -17,8 +17,10 @@ them. Delivery (a JSON POST to ``monitor.webhook_url``) comes after the alert is
 lake: a failure (down, timeout, non-2xx) or a run that dies keeps it ``pending``, with
 attempts and the error, and every later call retries pending alerts first. Delivery is
 at least once (two runs retrying at one moment can both post): each POST carries the
-alert id as ``Idempotency-Key``. Without a webhook an alert is ``no_sink``. The URL is
-stored nowhere but redacted.
+alert id as ``Idempotency-Key``. Without a webhook an alert is ``no_sink``; the first
+run that has a webhook delivers it too (:func:`pending` lists both states), so an alert
+raised before the webhook was set up is not lost. Of the URL only ``scheme://host:port``
+is recorded: chat webhooks (Slack, Discord) carry their secret in the path.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from raylake.config.redact import REDACTED, is_secret_name
 from raylake.config.values import parse_duration
 from raylake.lake.clock import UTC, as_utc
 from raylake.lake.commit import transact
@@ -65,7 +66,8 @@ def raise_and_deliver(lake: Any, conf: Any, model: Any, rows: list[dict[str, Any
     m = conf.monitor
     name = getattr(model, "name", model)
     url: str = m.webhook_url or ""
-    retry = pending(lake, name) if url else []  # without a sink they wait for one
+    # Undelivered alerts, including those raised while no webhook was set (no_sink).
+    retry = pending(lake, name) if url else []
     found = evaluate(lake, conf, model, rows, run.run_id)
     raised = _raise(lake, name, found, "pending" if url else "no_sink", run.run_id)
     delivered: list[dict[str, Any]] = []
@@ -84,7 +86,7 @@ def raise_and_deliver(lake: Any, conf: Any, model: Any, rows: list[dict[str, Any
     states = [a["state"] for a in final.values()]
     result = {"raised": len(raised), "retried": len(retry), "delivered": states.count(
         "delivered"), "pending": states.count("pending"), "no_sink": states.count("no_sink"),
-        "webhook": redact_url(url)}
+        "webhook": origin(url)}
     run.metrics["alerts_summary"] = dict(result)
     result["alerts"] = run.metrics["alerts"]
     return result
@@ -100,7 +102,12 @@ def evaluate(lake: Any, conf: Any, model: Any, rows: list[dict[str, Any]],
     for r in rows:
         if r.get("arm") and not r.get("segment"):  # the whole population of an arm
             groups.setdefault((r["arm"], as_utc(r["window_start"])), []).append(r)
-    volumes = {arm: _volumes(lake, conf, name, rows, arm) for arm, _ in groups}
+    # The volume baseline is the same model version's: another version (or, in a shared
+    # monitor.table, another model) on the same arm has its own traffic, and its
+    # no_traffic rows would otherwise read as this version's empty windows.
+    volumes = {(int(g[0]["model_version"]), arm): _volumes(lake, conf, name, rows, arm,
+                                                          int(g[0]["model_version"]))
+               for (arm, _), g in groups.items()}
     versions = {int(g[0]["model_version"]) for g in groups.values()}
     training = {v: _training_auc(lake, model, v) for v in versions} if any(
         str(r.kind) == "auc_drop" for r in m.alerts.values()) else {}
@@ -114,7 +121,8 @@ def evaluate(lake: Any, conf: Any, model: Any, rows: list[dict[str, Any]],
                 hit = _auc_drop(here, training[int(here[0]["model_version"])], t,
                                 rule.use_estimate)
             elif kind == "volume_drop":
-                hit = _volume_drop(volumes[arm], ws, width, t)
+                hit = _volume_drop(volumes[(int(here[0]["model_version"]), arm)], ws, width,
+                                   t)
             else:
                 hit = _null_jump(here, t)
             if hit is not None:
@@ -198,19 +206,22 @@ def _training_auc(lake: Any, model: Any, version: int) -> float | None:
     return float(value) if value is not None else None
 
 
-def _volumes(lake: Any, conf: Any, name: str, rows: list[dict[str, Any]],
-             arm: str) -> dict[dt.datetime, float]:
-    """Rows per window of ``arm``: earlier runs' from the monitoring table, then this
-    run's (which win)."""
+def _volumes(lake: Any, conf: Any, name: str, rows: list[dict[str, Any]], arm: str,
+             version: int) -> dict[dt.datetime, float]:
+    """Rows per window of model ``name`` version ``version`` on ``arm``: earlier runs'
+    from the monitoring table, then this run's (which win)."""
     table = conf.monitor.table or f"monitoring/{name}"
     earlier: list[dict[str, Any]] = []
     if lake.exists(table):
         t = lake.dataset(table).to_table(
-            columns=["window_start", "value", "created_at", "check", "arm", "segment"],
-            filter=(pads.field("check") == "volume") & (pads.field("arm") == arm))
+            columns=["model", "model_version", "window_start", "value", "created_at",
+                     "check", "arm", "segment"],
+            filter=(pads.field("check") == "volume") & (pads.field("arm") == arm)
+            & (pads.field("model") == name) & (pads.field("model_version") == version))
         earlier = sorted(t.to_pylist(), key=lambda r: r["created_at"])  # newest wins
     return {as_utc(r["window_start"]): float(r["value"]) for r in [*earlier, *rows]
             if r["check"] == "volume" and r["arm"] == arm and not r.get("segment")
+            and r.get("model", name) == name and int(r["model_version"]) == version
             and r.get("value") is not None}
 
 
@@ -238,11 +249,11 @@ def _deliver(alert: dict[str, Any], url: str, timeout: float, run_id: str) -> di
     """POST one alert; the row recording the attempt (delivered, or pending + error)."""
     body = json.dumps({k: _plain(v) for k, v in alert.items()
                        if k not in ("state", "attempts", "last_error")}).encode()
-    req = urllib.request.Request(url, data=body, method="POST", headers={
-        "Content-Type": "application/json", "User-Agent": "raylake-alerts",
-        "Idempotency-Key": alert["alert_id"]})
     error = None
     try:
+        req = urllib.request.Request(url, data=body, method="POST", headers={
+            "Content-Type": "application/json", "User-Agent": "raylake-alerts",
+            "Idempotency-Key": alert["alert_id"]})
         with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (http(s) only)
             if not 200 <= resp.status < 300:
                 error = f"HTTP {resp.status}"
@@ -250,23 +261,30 @@ def _deliver(alert: dict[str, Any], url: str, timeout: float, run_id: str) -> di
         error = f"HTTP {exc.code} {exc.reason}"
     except (urllib.error.URLError, OSError, ValueError) as exc:  # down, refused, timeout
         error = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
-    error = error and error.replace(url, redact_url(url) or "")[:500]
+    # An error can quote the URL (a ValueError for a bad one): keep only its origin.
+    error = error and error.replace(url, origin(url) or "<monitor.webhook_url>")[:500]
     return {**alert, "state": "pending" if error else "delivered",
             "attempts": int(alert.get("attempts") or 0) + 1, "last_error": error,
             "run_id": run_id}
 
 
-def redact_url(url: str | None) -> str | None:
-    """``url`` without a password or secret-looking query values (token=..., key=...)."""
+def origin(url: str | None) -> str | None:
+    """``scheme://host[:port]`` of ``url``, all that is recorded of the webhook: a chat
+    webhook's secret is in its path (hooks.slack.com/services/T../B../<secret>), which
+    no redaction by name can tell from a harmless path; None without a URL (or one
+    without a scheme and host)."""
     if not url:
         return None
-    parts = urllib.parse.urlsplit(url)
-    netloc = ((f"{REDACTED}@" if parts.username else "") + (parts.hostname or "")
-              + (f":{parts.port}" if parts.port else ""))
-    query = urllib.parse.urlencode([(k, REDACTED if is_secret_name(k) else v) for k, v in
-                                    urllib.parse.parse_qsl(parts.query, keep_blank_values=True)],
-                                   safe="<>")
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError:  # a port that is not a number: not worth showing either
+        return None
+    host = parts.hostname
+    if not parts.scheme or not host:
+        return None
+    host = f"[{host}]" if ":" in host else host  # IPv6
+    return f"{parts.scheme}://{host}" + (f":{port}" if port else "")
 
 
 def _table(alerts: list[dict[str, Any]]) -> pa.Table:
@@ -293,5 +311,6 @@ def latest(lake: Any, model: str | None = None) -> list[dict[str, Any]]:
 
 
 def pending(lake: Any, model: str | None = None) -> list[dict[str, Any]]:
-    """The alerts (of ``model``) not delivered yet, to retry."""
-    return [a for a in latest(lake, model) if a["state"] == "pending"]
+    """The alerts (of ``model``) not delivered yet, to retry once there is a webhook:
+    ``pending`` (a delivery failed) and ``no_sink`` (raised while there was none)."""
+    return [a for a in latest(lake, model) if a["state"] in ("pending", "no_sink")]

@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from raylake.errors import MonitorError
 from raylake.lake.clock import as_utc
 
 Calibrate = Callable[[np.ndarray], np.ndarray]
@@ -60,13 +61,17 @@ def isotonic(x: np.ndarray, y: np.ndarray,
     return xs, np.repeat(np.asarray(means), sizes)
 
 
-def calibrator(y: np.ndarray, p: np.ndarray) -> Calibrate:
+def calibrator(y: np.ndarray, p: np.ndarray, reference: str = "the reference") -> Calibrate:
     """A function mapping raw scores to calibrated probabilities: the isotonic fit of the
-    labels ``y`` on the scores ``p`` of a labelled reference, interpolated linearly
-    between the reference's distinct scores and held flat beyond them."""
+    labels ``y`` on the scores ``p`` of a labelled reference (``reference``: its name, for
+    the error), interpolated linearly between the reference's distinct scores and held
+    flat beyond them. MonitorError when no row has both a finite score and a label."""
     xs, fitted = isotonic(p, np.asarray(y, dtype=np.float64))
     if xs.size == 0:
-        raise ValueError("CBPE needs a labelled reference with at least one finite score.")
+        raise MonitorError(
+            f"CBPE cannot calibrate on {reference}: none of its {len(p)} rows has both a "
+            "finite score and a label; set monitor.reference=TABLE@VERSION to labelled "
+            "rows the model can score.")
 
     def calibrate(scores: np.ndarray) -> np.ndarray:
         s = np.asarray(scores, dtype=np.float64)
@@ -125,7 +130,7 @@ def reference_scores(lake: Any, conf: Any, mv: Any) -> tuple[np.ndarray, np.ndar
     test split only (rows the model never fitted: its scores on training rows are
     overconfident and would miscalibrate CBPE). MonitorError saying what to set when
     there is no lineage, split or label."""
-    from raylake.errors import MonitorError, RaylakeError
+    from raylake.errors import RaylakeError
     from raylake.lake.runs import get_run
     from raylake.models.flavors import get_flavor
     from raylake.models.registry import ModelRegistry

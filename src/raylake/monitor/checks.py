@@ -67,7 +67,8 @@ def traffic(lake: Lake, table: str, model: str, version: int, since: dt.datetime
     [since, until), by (arm, window start). Profile rows are cut by the server's
     ``profile_window`` (1 hour by default): each monitoring window merges the rows of the
     profile windows it holds, per profile window those of one source (live before log).
-    MonitorError when a profile window does not fit in a monitoring window."""
+    MonitorError when a profile window does not fit in a monitoring window, or a profile
+    row cannot be read (:func:`_profile`)."""
     system = profile_system(table)
     if not lake.exists(table, system=system):
         return {}
@@ -89,7 +90,7 @@ def traffic(lake: Lake, table: str, model: str, version: int, since: dt.datetime
         key = (r["arm"], as_utc(r["window_start"]))
         chosen[key] = "live" if r["source"] == "live" else chosen.get(key, "log")
     merged: dict[tuple[str, dt.datetime], Window] = {}
-    columns = ["arm", "window_start", "source", "rows", "profile"]
+    columns = ["arm", "window_start", "source", "writer", "seq", "rows", "profile"]
     for batch in data.to_batches(columns=columns, filter=expr, batch_size=256):
         for r in batch.to_pylist():
             start = as_utc(r["window_start"])
@@ -99,10 +100,26 @@ def traffic(lake: Lake, table: str, model: str, version: int, since: dt.datetime
             ws = window_start(start, width)
             w = merged.setdefault((r["arm"], ws), Window(r["arm"], ws, ws + width, 0,
                                                          Profile.empty(), source))
-            w.profile = w.profile.merge(Profile.from_bytes(r["profile"]))
+            w.profile = w.profile.merge(_profile(table, model, version, r))
             w.rows += int(r["rows"])
             w.source = w.source if w.source == source else "mixed"
     return merged
+
+
+def _profile(table: str, model: str, version: int, row: dict[str, Any]) -> Profile:
+    """The profile of a ``_live_profiles`` row. A row that does not deserialize stops the
+    run with a MonitorError naming it (not skipped: the window's drift and volume would
+    silently be judged on part of its traffic)."""
+    try:
+        return Profile.from_bytes(row["profile"])
+    except Exception as exc:  # noqa: BLE001 (whylogs raises its own errors, protobuf others)
+        start = as_utc(row["window_start"]).isoformat()
+        raise MonitorError(
+            f"{table} holds a profile of {model}:{version} that cannot be read (writer "
+            f"{row['writer']!r}, seq {row['seq']}, arm {row['arm']!r}, window_start {start}): "
+            f"{type(exc).__name__}: {str(exc)[:200]}. Delete that row (a Delta delete "
+            "matching those four values), or set monitor.since after that window to "
+            "monitor the windows after it.") from exc
 
 
 def traffic_span(lake: Lake, table: str, model: str, version: int

@@ -13,9 +13,11 @@ the monitoring rows (feature ``_model``) are:
 
 - realised, over the rows with an outcome: ``auc``, ``log_loss``,
   ``calibration_error``, ``cost`` (per ``train.cost.per`` rows at the model's own
-  threshold) and ``positive_rate`` (the outcomes' rate); with fewer than
-  ``monitor.min_rows`` outcomes the five rows carry no value and the state
-  ``too_few_outcomes``, and ``no_outcomes`` when there is no outcomes table;
+  threshold, :func:`threshold_of`) and ``positive_rate`` (the outcomes' rate); with
+  fewer than ``monitor.min_rows`` outcomes the five rows carry no value and the state
+  ``too_few_outcomes``, ``no_outcomes`` when there is no outcomes table, and
+  ``non_binary_outcomes`` (with examples) when an outcome is not 0 or 1: these metrics
+  are of a binary outcome, and AUC would read 0.3 as positive;
 - estimated (``estimated=True``), over every row: ``auc_estimated``,
   ``cost_estimated`` and ``positive_rate_estimated`` from CBPE (``monitor/cbpe.py``),
   calibrated on the reference's scores and labels.
@@ -39,7 +41,7 @@ import pyarrow.dataset as pads
 import pyarrow.json as pajson
 
 from raylake.config.values import parse_duration
-from raylake.errors import RaylakeError
+from raylake.errors import MonitorError, RaylakeError
 from raylake.lake.clock import UTC, as_utc, window_start
 from raylake.monitor import cbpe
 from raylake.train import metrics
@@ -83,10 +85,14 @@ def window_rows(lake: Any, conf: Any, mv: Any, windows: Sequence[Any], run_id: s
         except RaylakeError as exc:  # recorded per window; drift and outcomes go on
             no_reference = str(exc)
     base["reference"] = reference[2] if reference else ""
+    calibrate = None
+    if reference is not None:
+        try:
+            calibrate = cbpe.calibrator(reference[0], reference[1], reference[2])
+        except MonitorError as exc:  # recorded per window, as a missing reference is
+            no_reference = str(exc)
     ctx = {"min_rows": m.min_rows, "cost": conf.train.cost, "mv": mv,
-           # The cost-optimal threshold chosen on validation at training (0.5 without).
-           "threshold": float(mv.metrics.get("test", {}).get("threshold", 0.5)),
-           "calibrate": cbpe.calibrator(reference[0], reference[1]) if reference else None,
+           "threshold": threshold_of(mv, conf.train.cost)[0], "calibrate": calibrate,
            "outcomes": outcomes is not None, "no_reference": no_reference}
     score = served["score"].to_numpy(zero_copy_only=False)
     wcode = served["window"].to_numpy(zero_copy_only=False)
@@ -139,11 +145,20 @@ def _metric_rows(base: dict[str, Any], segment: str, s: np.ndarray, y: np.ndarra
     k = int(labelled.sum())
     if not ctx["outcomes"]:
         return out + [_row(base, c, None, 0, False, {"state": "no_outcomes"}) for c in REALISED]
+    yl, sl = y[labelled], s[labelled]
+    odd = yl[(yl != 0.0) & (yl != 1.0)]
+    if odd.size:  # metrics.auc casts to bool: 0.3 and 2 would count as positives
+        examples = sorted({float(v) for v in odd.tolist()})[:3]
+        return out + [_row(base, c, None, k, False, {
+            "state": "non_binary_outcomes", "labelled": k, "non_binary": int(odd.size),
+            "examples": examples, "message": (
+                f"{odd.size} of {k} outcomes are not 0 or 1 (e.g. {examples}); these "
+                "metrics need a binary outcome: record 1 for the positive event and 0 "
+                "otherwise (raylake outcomes add, POST /outcomes).")}) for c in REALISED]
     if k < min_rows:
         return out + [_row(base, c, None, k, False, {"state": "too_few_outcomes",
                                                      "labelled": k, "min_rows": min_rows})
                       for c in REALISED]
-    yl, sl = y[labelled], s[labelled]
     values = {"auc": metrics.auc(yl, sl), "log_loss": metrics.log_loss(yl, sl),
               "calibration_error": metrics.calibration_error(yl, sl),
               "cost": metrics.expected_cost(yl, sl, t, cost),
@@ -159,6 +174,19 @@ def _metric_rows(base: dict[str, Any], segment: str, s: np.ndarray, y: np.ndarra
             detail["state"] = "one_class"
         out.append(_row(base, c, v, k, False, detail))
     return out
+
+
+def threshold_of(mv: Any, cost: Any) -> tuple[float, str]:
+    """The model's decision threshold and where it came from: the one its training chose
+    on validation (``metrics.test.threshold``, "registered"); for a model registered
+    without one, where acting on it is cheaper than not, p >= false_alarm / (missed +
+    false_alarm), the Bayes threshold of ``cost`` ("cost ratio"; 0.5 when both cost 0).
+    Monitoring and ``raylake ct`` judge a model at the same threshold through this."""
+    t = ((getattr(mv, "metrics", None) or {}).get("test") or {}).get("threshold")
+    if isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t):
+        return float(t), "registered"
+    total = float(cost.missed) + float(cost.false_alarm)
+    return (float(cost.false_alarm) / total if total else 0.5), "cost ratio"
 
 
 def _row(base: dict[str, Any], check: str, value: float | None, rows: int, estimated: bool,

@@ -2,10 +2,12 @@
 x segment, appended run after run.
 
 A row's key is (model, model_version, arm, window_start, feature, check, segment); the
-newest row of a key is its result. A run appends only the rows whose value or flag
-differ from the newest stored row of their key, so re-running over the same windows
-appends nothing, and a window that changed (late traffic, outcomes that arrived) gets a
-new row. The check and the append are one read-check-write (``lake.commit.transact``)
+newest row of a key is its result. A run appends only the rows that say something else
+than the newest stored row of their key (:func:`_same`): another flag, state or row
+count, or a value beyond the sketches' error. Statistics read off merged KLL sketches
+(out-of-range shares, drift tests) move by ~1e-3 from run to run, because a sketch merge
+is randomised; so re-running over the same windows appends nothing, and a window that
+changed (late traffic, outcomes that arrived: other row counts) gets a new row. The check and the append are one read-check-write (``lake.commit.transact``)
 under the model's application id: of two concurrent runs, the second reads the first's
 rows and appends only what still differs, and a run that fails commits nothing.
 """
@@ -13,6 +15,7 @@ rows and appends only what still differs, and a run that fails commits nothing.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -60,14 +63,35 @@ def key_of(row: dict[str, Any]) -> tuple[Any, ...]:
     return tuple(as_utc(row[k]) if k == "window_start" else row[k] for k in KEY)
 
 
+# What two runs over the same data may differ by: a KLL quantile sketch (out-of-range
+# shares, the drift tests on numbers) is merged at random, and re-runs of the same
+# windows differed by ~1e-3 in those values. 1% relative or 0.005 absolute is above that
+# noise; a change that matters moves a flag (a crossed threshold) or a row count, both
+# compared exactly.
+_REL_TOL, _ABS_TOL = 1e-2, 5e-3
+
+
+def _state(row: dict[str, Any]) -> Any:
+    """The ``state`` a row's JSON detail carries (ok, too_few_rows, ...), or None."""
+    try:
+        detail = json.loads(row.get("detail") or "{}")
+    except ValueError:
+        return None
+    return detail.get("state") if isinstance(detail, dict) else None
+
+
 def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Whether two rows of a key say the same (value to within float noise, and flag)."""
-    if bool(a["flagged"]) != bool(b["flagged"]):
+    """Whether two rows of a key say the same: the same flag, state and row count (all
+    exact: none comes from a sketch's estimate), and values equal at the sketches' error
+    (both None, or close: see ``_REL_TOL``)."""
+    if bool(a["flagged"]) != bool(b["flagged"]) or _state(a) != _state(b):
+        return False
+    if int(a.get("rows") or 0) != int(b.get("rows") or 0):
         return False
     x, y = a["value"], b["value"]
     if x is None or y is None:
         return x is None and y is None
-    return math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-12)
+    return math.isclose(x, y, rel_tol=_REL_TOL, abs_tol=_ABS_TOL)
 
 
 def to_table(rows: Iterable[dict[str, Any]]) -> pa.Table:
@@ -90,8 +114,9 @@ def newest(table: pa.Table) -> dict[tuple[Any, ...], dict[str, Any]]:
 
 def append_changed(lake: Lake, name: str, model: str, rows: list[dict[str, Any]],
                    run_id: str = "") -> tuple[int | None, int]:
-    """Append the rows of ``rows`` whose key is new or whose value or flag changed; (the
-    table's version after the commit, or None when nothing was written; rows written)."""
+    """Append the rows of ``rows`` whose key is new or that differ from the newest stored
+    row of their key beyond the sketches' error (:func:`_same`); (the table's version
+    after the commit, or None when nothing was written; rows written)."""
     if not rows:
         return None, 0
     incoming = {key_of(r): r for r in rows}  # the last row of a key in this run wins
@@ -99,7 +124,7 @@ def append_changed(lake: Lake, name: str, model: str, rows: list[dict[str, Any]]
 
     def build(snap: Any, _conflicts: int) -> pa.Table | None:
         stored = snap.to_pyarrow_table(
-            columns=[*KEY, "value", "flagged", "created_at"],
+            columns=[*KEY, "value", "flagged", "rows", "detail", "created_at"],
             filters=[("model", "=", model), ("model_version", "in", versions)],
             filesystem=lake.arrow_filesystem(name))
         have = newest(stored)
