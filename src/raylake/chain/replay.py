@@ -70,7 +70,9 @@ class Replay:
         OmegaConf.set_struct(c, False)
         c.job = job
         for k, v in keys.items():
-            OmegaConf.update(c, k, v, merge=False)
+            # Mappings merge (a typed mapping such as monitor.thresholds takes dicts only
+            # that way); scalars replace.
+            OmegaConf.update(c, k, v, merge=isinstance(v, dict))
         return c
 
     def say(self, text: str) -> None:
@@ -257,7 +259,8 @@ class Replay:
         # month's last window included); the app comes back with the champion of then.
         self.stop()
         self.wait_for_log()
-        month: dict[str, Any] = {"month": first.strftime("%Y-%m")}
+        month: dict[str, Any] = {"month": first.strftime("%Y-%m"), "since": first,
+                                 "until": until}
         m = monitor(self.monitor_cfg(first, until, until + self.r.outcome_delay_days * DAY),
                     echo=self.echo)
         month["monitor_run"] = m.get("run_id")
@@ -383,10 +386,11 @@ class Replay:
         flagged = self._flagged()
         out = []
         for month in self.months:
-            first = dt.datetime.strptime(month["month"], "%Y-%m").replace(tzinfo=UTC)
-            nxt = (first + 32 * DAY).replace(day=1)
+            # The month's replayed days only (the stale day after the last is not one).
+            first = dt.datetime.combine(month["since"], dt.time(), UTC)
+            until = dt.datetime.combine(month["until"], dt.time(), UTC)
             row: dict[str, Any] = {"month": month["month"], **flagged.get(month["month"], {})}
-            row.update(self._performance(registry, first, nxt))
+            row.update(self._performance(registry, first, until))
             if "ct" in month:
                 row["ct"] = month["ct"]
             out.append(row)
@@ -438,15 +442,26 @@ class Replay:
         newest: dict[tuple, dict[str, Any]] = {}
         for r in sorted(rows, key=lambda r: r["created_at"]):
             newest[(r["window_start"], r["feature"], r["check"], r["segment"], r["arm"])] = r
+        from raylake.config.values import parse_duration
+
+        width = parse_duration(self.r.monitor_window, "replay.monitor_window")
         by_month: dict[str, dict[str, Any]] = {}
         for r in newest.values():
             if r["segment"] or r["check"] not in ("drift", "null_share", "unseen_categories",
                                                   "out_of_range"):
                 continue
-            m = by_month.setdefault(r["window_start"].strftime("%Y-%m"), {"windows": set()})
-            m["windows"].add(r["window_start"])
-            key = f"{r['check']}:{r['feature']}"
-            m[key] = m.get(key, 0) + int(bool(r["flagged"]))
+            # A window counts for each replayed month it overlaps (7-day windows straddle
+            # months).
+            start = r["window_start"]
+            for replayed in self.months:
+                lo = dt.datetime.combine(replayed["since"], dt.time(), UTC)
+                hi = dt.datetime.combine(replayed["until"], dt.time(), UTC)
+                if not (start < hi and start + width > lo):
+                    continue
+                m = by_month.setdefault(replayed["month"], {"windows": set()})
+                m["windows"].add(start)
+                key = f"{r['check']}:{r['feature']}"
+                m[key] = m.get(key, 0) + int(bool(r["flagged"]))
         out = {}
         for month, m in by_month.items():
             n = len(m.pop("windows"))
