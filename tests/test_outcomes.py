@@ -517,7 +517,7 @@ def test_gauges_on_rays_metrics_endpoint(server):
             return None
         return text if "ray_raylake_monitor_auc" in text else None
 
-    text = wait_for(scraped, timeout=90, what=f"the gauges on {url}")
+    text = wait_for(scraped, timeout=180, what=f"the gauges on {url}")
     lines = [ln for ln in text.splitlines() if ln.startswith("ray_raylake_monitor_")]
 
     def value(name: str, **tags: str) -> float:
