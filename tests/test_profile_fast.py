@@ -4,7 +4,10 @@ Profile.of fills whylogs's sketches straight from Arrow arrays; Profile.of_whylo
 ``why.log`` on the pandas frame. Both must give whylogs profiles with the same
 columns, metrics and numbers: counts, nulls, types, mean, min and max exactly;
 quantiles within the KLL sketch's rank error; the same frequent values; distinct
-counts within the HLL's error. No Ray here.
+counts within the HLL's error. The parts are checked against exact answers too (value
+counts, the KLL sketch filled from counts, frequent items from counts), and
+Profile.merged (raylake.quality.merging) against whylogs's own deserialize and merge.
+No Ray here.
 """
 
 from __future__ import annotations
@@ -255,3 +258,196 @@ def test_empty_tables_and_chunked_columns():
     one = Profile.of(pa.table({"x": pa.array([3.5]), "s": pa.array(["a"])}))
     assert one.summary("x").mean == 3.5 and one.summary("x").stddev == 0.0
     assert one.frequencies("s") == {"a": 1}
+
+
+# -- the bulk filling's parts, against exact answers -----------------------------------
+
+def _rank_ok(values: np.ndarray, kll, slack: float = 3 * KLL_RANK_ERROR) -> bool:
+    """Every reported quantile of ``kll`` sits at its rank in ``values`` within ``slack``."""
+    ordered = np.sort(values)
+    for q in (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99):
+        v = kll.get_quantile(q)
+        lo = np.searchsorted(ordered, v, side="left") / len(ordered)
+        hi = np.searchsorted(ordered, v, side="right") / len(ordered)
+        if not lo - slack <= q <= hi + slack:
+            return False
+    return True
+
+
+@pytest.mark.parametrize("case", ["one value", "sixty values", "skewed", "wide"])
+def test_kll_filled_from_counts_is_a_kll_sketch_of_the_values(case):
+    from raylake.quality import sketch
+    from raylake.quality._whylogs import DistributionMetric
+
+    rng = np.random.default_rng(3)
+    values = {
+        "one value": np.full(300_000, 2013.0),
+        "sixty values": rng.integers(0, 60, 300_000).astype(float),
+        "skewed": np.minimum(rng.geometric(0.01, 300_000), 5000).astype(float),
+        "wide": rng.integers(-10_000, 10_000, 300_000).astype(float),
+    }[case]
+    distinct, counts = np.unique(values, return_counts=True)
+    kll = DistributionMetric.zero(sketch._CONFIG).kll.value
+    assert sketch._kll_from_counts(kll, distinct, counts)
+    assert kll.get_n() == len(values)
+    assert (kll.get_min_value(), kll.get_max_value()) == (values.min(), values.max())
+    assert _rank_ok(values, kll)
+    # a sketch of the usual size, not the multiset written out
+    assert kll.get_num_retained() <= 4 * 1024
+    # and it merges like one: with a streamed sketch, and with nine more of its kind
+    streamed = DistributionMetric.zero(sketch._CONFIG).kll.value
+    more = rng.normal(size=50_000) * values.std() + values.mean()
+    streamed.update(more)
+    streamed.merge(kll)
+    assert streamed.get_n() == len(values) + len(more)
+    assert _rank_ok(np.concatenate([values, more]), streamed)
+    for _ in range(9):
+        part = DistributionMetric.zero(sketch._CONFIG).kll.value
+        assert sketch._kll_from_counts(part, distinct, counts)
+        kll.merge(part)
+    assert kll.get_n() == 10 * len(values) and _rank_ok(values, kll)
+
+
+def test_kll_from_counts_declines_counts_it_cannot_write():
+    from raylake.quality import sketch
+    from raylake.quality._whylogs import DistributionMetric
+
+    kll = DistributionMetric.zero(sketch._CONFIG).kll.value
+    distinct = np.arange(200_000, dtype=float)  # more items than a serialized k can hold
+    assert not sketch._kll_from_counts(kll, distinct, np.full(200_000, 3))
+    assert kll.is_empty()
+
+
+def test_tally_counts_exactly():
+    from raylake.quality import sketch
+
+    rng = np.random.default_rng(1)
+    cases = {
+        "halves": np.arange(1000) + 0.5,
+        "hours as seconds": 1.357e9 + 3600.0 * rng.integers(0, 9000, 20_000),
+        "hours off a half": 0.5 + 3600.0 * rng.integers(0, 100, 5000),
+        "an odd one out": np.concatenate([3600.0 * rng.integers(0, 100, 5000), [1801.0]]),
+        "int64 steps": 10**12 + 1000 * rng.integers(0, 50, 3000),
+        "negative int16": rng.integers(-5000, 5000, 3000).astype(np.int16),
+        "negative floats": rng.integers(-5000, 5000, 3000).astype(np.float64),
+        "wide int64": rng.integers(-2**62, 2**62, 3000),
+        "uint64 over 2**53": rng.integers(2**60, 2**63, 3000).astype(np.uint64),
+        "normal floats": rng.normal(size=3000) * 1e9,
+        "one value": np.full(100, 2**40, dtype=np.int64),
+        "signed zeros": np.array([-0.0, 0.0, 1.0, -0.0]),
+    }
+    for name, values in cases.items():
+        distinct, counts = sketch._tally(values, *sketch._min_max(values))
+        want_distinct, want_counts = np.unique(values, return_counts=True)
+        assert np.array_equal(distinct, want_distinct), name
+        assert np.array_equal(counts, want_counts), name
+        assert distinct.dtype == values.dtype, name
+
+
+def test_strings_of_one_width_are_counted_as_integers():
+    from raylake.quality import sketch
+
+    rng = np.random.default_rng(2)
+    for alphabet in ("abcXYZ09", "é€x"):
+        for width in range(10):
+            values = ["".join(rng.choice(list(alphabet), width)) for _ in range(1000)]
+            size = len(values[0].encode())
+            values = [v for v in values if len(v.encode()) == size]
+            arr = pa.array(values)
+            for col in (arr, arr.slice(7, len(arr) - 9), arr.cast(pa.large_string()),
+                        pa.chunked_array([arr.slice(0, 100), arr.slice(100)])):
+                got = sketch._fixed_width_counts(col)
+                if size > 8:
+                    assert got is None
+                    continue
+                assert got is not None, (alphabet, width)
+                want = pc.value_counts(col)
+                assert dict(zip(*got)) == dict(zip(want.field("values").to_pylist(),
+                                                   want.field("counts").to_pylist()))
+    assert sketch._fixed_width_counts(pa.array(["ab", "abc"])) is None  # two widths
+    # 6 bytes for 3 strings, but not 2 each
+    assert sketch._fixed_width_counts(pa.array(["abc", "a", "ab"])) is None
+
+
+def test_frequent_items_filled_from_counts():
+    from raylake.quality import sketch
+    from raylake.quality._whylogs import FrequentItemsMetric
+
+    def filled(items: list[str], counts: np.ndarray):
+        fi = FrequentItemsMetric.zero(sketch._CONFIG)
+        sketch._feed_strings(fi, items, counts)
+        return fi.frequent_strings.value
+
+    # no more distinct values than the sketch holds: exact
+    items = [f"v{i}" for i in range(500)]
+    counts = np.arange(1, 501)
+    fs = filled(items, counts)
+    assert fs.get_total_weight() == counts.sum() and fs.get_upper_bound("<absent>") == 0
+    assert all(fs.get_estimate(v) == c == fs.get_lower_bound(v) for v, c in zip(items, counts))
+    # more: every bound holds, the held items' estimates are their counts, and the
+    # offset is within the sketch's guarantee
+    rng = np.random.default_rng(5)
+    items = [f"w{i}" for i in range(5000)]
+    counts = rng.geometric(0.002, 5000)
+    fs = filled(items, counts)
+    assert 0 < fs.get_upper_bound("<absent>") <= counts.sum() / (sketch._FI_CAPACITY + 1)
+    assert fs.get_num_active_items() <= sketch._FI_CAPACITY
+    for v, c in zip(items, counts.tolist()):
+        assert fs.get_lower_bound(v) <= c <= fs.get_upper_bound(v), v
+        if fs.get_lower_bound(v):
+            assert fs.get_estimate(v) == c
+    # strings agreeing on whylogs's first 128 characters are one item
+    fs = filled(["x" * 200 + "a", "x" * 200 + "b", "y"], np.array([2, 3, 4]))
+    assert fs.get_estimate("x" * 128) == 5 and fs.get_estimate("y") == 4
+
+
+def _chain(parts: list[bytes]) -> Profile:
+    merged = Profile.empty()
+    for data in parts:
+        merged = merged.merge(Profile.from_bytes(data))
+    return merged
+
+
+def test_merged_parts_are_whylogs_merges(flights):
+    blocks = [flights.slice(i, 60_000) for i in range(0, flights.num_rows, 60_000)]
+    parts = [Profile.of(b).to_bytes() for b in blocks]
+    parts.insert(2, Profile.of_whylogs(flights.slice(0, 5000)).to_bytes())  # with metadata
+    parts.insert(1, b"")
+    fast, slow = Profile.merged(parts), _chain(parts)
+    assert fast.columns == slow.columns
+    assert fast._view.get_columns().keys() == slow._view.get_columns().keys()
+    assert fast._view.metadata == slow._view.metadata
+    assert fast._view.creation_timestamp == slow._view.creation_timestamp
+    data = pa.concat_tables([flights.slice(0, 5000), flights])
+    for name in flights.column_names:
+        a, b = fast.summary(name), slow.summary(name)
+        # the same merges in the same order: the same numbers; KLL compaction is random
+        assert (a.count, a.nulls, a.types, a.kind, a.min, a.max, a.distinct) == \
+            (b.count, b.nulls, b.types, b.kind, b.min, b.max, b.distinct), name
+        assert same(a.mean, b.mean) and same(a.stddev, b.stddev), name
+        assert sorted(a.frequent) == sorted(b.frequent), name
+        kll = fast._view.get_column(name).get_metric("distribution").kll.value
+        if not kll.is_empty():
+            assert _rank_ok(_numbers(data[name]), kll), name
+    # the merged view serializes as whylogs's and reads back the same
+    back = Profile.from_bytes(fast.to_bytes())
+    for name in flights.column_names:
+        assert metrics(back, name) == metrics(fast, name) or _same_but_nan(back, fast, name)
+    assert Profile.merged([]).rows == 0 and Profile.merged([b"", None]).to_bytes() == b""
+
+
+def test_merged_leaves_what_it_does_not_merge_to_whylogs(flights, monkeypatch):
+    from raylake.quality import merging
+
+    parts = [Profile.of(flights.slice(0, 1000)).to_bytes(),
+             Profile.of(flights.slice(1000, 1000)).to_bytes()]
+    monkeypatch.setattr(merging, "_METRICS", {k: v for k, v in merging._METRICS.items()
+                                              if k != "ints"})
+    assert merging.merged_view(parts) is None
+    fast, slow = Profile.merged(parts), _chain(parts)
+    for name in ("year", "carrier", "dep_delay"):
+        ma, mb = metrics(fast, name), metrics(slow, name)
+        assert ma.keys() == mb.keys()
+        # the same numbers but where KLL's randomized compaction decides (quantiles)
+        assert all(same(ma[m][k], mb[m][k]) for m in mb for k in mb[m]
+                   if not (m == "distribution" and (k.startswith("q_") or k == "median"))), name

@@ -70,7 +70,7 @@ def chain(ctx: JobContext) -> dict[str, Any]:
                            echo=echo)
     echo(f"   look: raylake lake list {lake_arg}; raylake lake history {entity_table} {lake_arg}")
 
-    out["profile"] = profile(step(2, f"profile {entity_table} (whylogs actors)", "profile",
+    out["profile"] = profile(step(2, f"profile {entity_table} (whylogs profiles)", "profile",
                                   table=entity_table), echo=echo)
     echo(f"   look: raylake quality report table={entity_table} {lake_arg}")
 

@@ -110,6 +110,8 @@ class ProfileConfig:
     on_ingest: bool = True
     # Also keep one profile per value of this column (e.g. origin).
     segment_by: Optional[str] = None
+    # How many profiling tasks run at once and the CPU each reserves (the names are
+    # from when they were actors; kept so existing overrides still work).
     actors: int = 2
     actor_cpus: float = 0.5
     batch_rows: int = 100_000

@@ -6,7 +6,8 @@ same type, so the alias is set before whylogs is imported. Nothing outside
 this package touches whylogs: ``raylake.quality.profile`` is the interface.
 ``raylake.quality.sketch`` fills whylogs's own metrics (the same Apache
 DataSketches sketches, from ``whylogs_sketching``) straight from Arrow arrays, so
-its profiles are whylogs profiles; the names it needs are exported here.
+its profiles are whylogs profiles, and ``raylake.quality.merging`` merges serialized
+profiles reading whylogs's own messages; the names they need are exported here.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from whylogs.core.metrics.maths import (  # noqa: E402
     parallel_variance_m2,
     welford_online_variance_m2,
 )
+from whylogs.core.metrics.metric_components import MetricComponent  # noqa: E402
 from whylogs.core.proto import (  # noqa: E402
     ChunkHeader,
     ChunkMessage,
@@ -59,7 +61,8 @@ __all__ = [
     "CardinalityMetric", "ChunkHeader", "ChunkMessage", "ColumnCountsMetric", "ColumnMessage",
     "ColumnProfileView", "DatasetProfileHeader", "DatasetProfileView", "DatasetSegmentHeader",
     "DistributionMetric", "FrequentItemsMetric", "FrequentItemsSketchMessage",
-    "HllSketchMessage", "IntsMetric", "KllSketchMessage", "MetricComponentMessage",
+    "HllSketchMessage", "IntsMetric", "KllSketchMessage", "MetricComponent",
+    "MetricComponentMessage",
     "MetricConfig", "TypeCountersMetric", "VarianceM2Result", "WHYLOGS_MAGIC_HEADER_BYTES",
     "parallel_variance_m2", "sketching", "welford_online_variance_m2", "why",
 ]

@@ -47,7 +47,7 @@ def table_dataset(lake: Lake, table: str, version: Any = None) -> tuple[ray.data
 
 def profile_table(lake: Lake, table: str, version: Any, conf: RaylakeConfig,
                   selection: str | None = None, segment_by: str | None = None) -> tuple[dict[str, Profile], int]:
-    """Profiles of ``table`` at ``version`` (latest if None) made by the profiling actors,
+    """Profiles of ``table`` at ``version`` (latest if None) made by the profiling tasks,
     keyed by segment value (``WHOLE`` when not segmented), and the version read; with
     ``selection`` only the rows it matches."""
     ds, resolved = table_dataset(lake, table, version)
@@ -58,7 +58,7 @@ def profile_table(lake: Lake, table: str, version: Any, conf: RaylakeConfig,
     return profiles, resolved
 
 
-@job("profile", help="profile a table version with whylogs actors", check=_needs_table("profile"))
+@job("profile", help="profile a table version (whylogs profiles, in Ray tasks)", check=_needs_table("profile"))
 def profile(ctx: JobContext) -> dict[str, Any]:
     """``raylake profile table=T [version=V] [profile.segment_by=C]``: store the profile."""
     conf, lake, run = ctx.conf, ctx.lake, ctx.record

@@ -2,7 +2,7 @@
 
 One Ray Data pass counts row-check violations (with a few sample rows each);
 ``unique`` is an exact distributed group-by; null share, freshness and
-distribution come from a profile made by the profiling actors.
+distribution come from a profile made by the profiling tasks.
 """
 
 from __future__ import annotations
