@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from raylake.config.schema import RaylakeConfig
 from raylake.errors import ConfigError, RaylakeError
 from raylake.lake.tables import Lake
-from raylake.runner import JobContext, job
+from raylake.runner import JobContext, job, job_config
 
 
 def _check(conf: RaylakeConfig) -> None:
@@ -59,12 +59,7 @@ def chain(ctx: JobContext) -> dict[str, Any]:
         a copy of the composed config for job ``job``, with ``keys`` (dotted config keys)
         set."""
         echo(f"\n== {n}/8 {title} ({time.perf_counter() - started:.0f}s)")
-        c = cfg.copy()
-        OmegaConf.set_struct(c, False)
-        c.job = job
-        for k, v in keys.items():
-            OmegaConf.update(c, k, v, merge=False)
-        return c
+        return job_config(cfg, job, **keys)
 
     out["ingest"] = ingest(step(1, f"ingest {conf.dataset.name} into Delta tables", "ingest"),
                            echo=echo)

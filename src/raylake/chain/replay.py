@@ -41,6 +41,7 @@ from omegaconf import DictConfig, OmegaConf
 from raylake.errors import RaylakeError
 from raylake.lake.clock import UTC
 from raylake.lake.selection import parse_selection
+from raylake.runner import job_config
 
 KEY_NAME = "replay"
 DAY = dt.timedelta(days=1)
@@ -66,14 +67,7 @@ class Replay:
 
     def job_cfg(self, job: str, **keys: Any) -> DictConfig:
         """The replay's composed config for ``job`` with dotted ``keys`` set."""
-        c = self.cfg.copy()
-        OmegaConf.set_struct(c, False)
-        c.job = job
-        for k, v in keys.items():
-            # Mappings merge (a typed mapping such as monitor.thresholds takes dicts only
-            # that way); scalars replace.
-            OmegaConf.update(c, k, v, merge=isinstance(v, dict))
-        return c
+        return job_config(self.cfg, job, **keys)
 
     def say(self, text: str) -> None:
         """Print ``text`` with the seconds since the replay started."""

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from raylake.ct.decide import Window
 from raylake.errors import MonitorError
@@ -25,19 +25,10 @@ from raylake.models.flavors import get_flavor
 from raylake.models.registry import ModelVersion
 from raylake.models.spec import FeatureSpec
 from raylake.monitor.performance import threshold_of  # the one monitoring judges at
+from raylake.runner import job_config
 from raylake.train import metrics
 
 BATCH_ROWS = 65_536  # holdout rows scored at a time: the driver holds scores, not rows
-
-
-def job_config(cfg: DictConfig, job: str, **keys: Any) -> DictConfig:
-    """A copy of the composed config for job ``job`` with ``keys`` (dotted) set."""
-    c = cfg.copy()
-    OmegaConf.set_struct(c, False)
-    c.job = job
-    for k, v in keys.items():
-        OmegaConf.update(c, k, v, merge=False)
-    return c
 
 
 def build_training_set(cfg: DictConfig, win: Window, entity_version: int,

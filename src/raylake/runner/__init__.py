@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from raylake.runner.context import JobContext
+    from raylake.runner.derive import job_config
     from raylake.runner.registry import DeclaredJob, declared, get_job, jobs
     from raylake.runner.spec import JobSpec, job, run_spec
 
@@ -23,10 +24,11 @@ _WHERE = {
     "JobSpec": "raylake.runner.spec", "job": "raylake.runner.spec", "run_spec": "raylake.runner.spec",
     "DeclaredJob": "raylake.runner.registry", "declared": "raylake.runner.registry",
     "get_job": "raylake.runner.registry", "jobs": "raylake.runner.registry",
+    "job_config": "raylake.runner.derive",
 }
 
-__all__ = ["DeclaredJob", "JobContext", "JobSpec", "declared", "get_job", "job", "jobs",
-           "run_spec"]
+__all__ = ["DeclaredJob", "JobContext", "JobSpec", "declared", "get_job", "job", "job_config",
+           "jobs", "run_spec"]
 
 
 def __getattr__(name: str) -> Any:
