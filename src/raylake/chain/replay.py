@@ -395,19 +395,18 @@ class Replay:
         from raylake.models.flavors import get_flavor
         from raylake.models.spec import FeatureSpec
         from raylake.monitor import cbpe
-        from raylake.monitor.performance import _join, _outcomes, _served
+        from raylake.monitor.performance import labelled_scores
         from raylake.train.metrics import auc
 
         log = self.conf.model_server.request_log_table
-        outcomes = _outcomes(self.lake, self.conf.outcomes.table, "request_id")
         versions = _versions_served(self.lake, log, self.model_name, start, end)
         out: dict[str, Any] = {"versions": versions}
-        if not versions or outcomes is None:
+        if not versions or not self.lake.exists(self.conf.outcomes.table):
             return out
         mv = registry.get(self.model_name, versions[-1])
-        served, _ = _served(self.lake, log, mv, [start], end - start, "request_id", [])
-        y = _join(served, outcomes, "request_id")
-        s = served["score"].to_numpy(zero_copy_only=False)
+        rescore = self.first_version is not None and mv.version != self.first_version
+        s, y, features = labelled_scores(self.lake, self.conf, mv, start, end,
+                                         with_features=rescore)
         known = ~np.isnan(y)
         y_ref, p_ref, _ = cbpe.reference_scores(self.lake, self.conf, mv)
         est = cbpe.estimate(s, cbpe.calibrator(y_ref, p_ref),
@@ -415,11 +414,11 @@ class Replay:
         out.update(rows=int(s.size), labelled=int(known.sum()),
                    auc=auc(y[known], s[known]) if known.any() else None,
                    auc_estimated=est["auc"])
-        if self.first_version is not None and mv.version != self.first_version:
+        if rescore and features is not None:
+            # The first model on the very rows the served one scored: the same read.
             first_mv, model = registry.load(self.model_name, self.first_version)
-            table = _logged_features(self.lake, log, mv, start, end)
             p = get_flavor(first_mv.flavor).predict(model, FeatureSpec.from_dict(
-                first_mv.preprocessing), table)
+                first_mv.preprocessing), features)
             out["auc_without_ct"] = auc(y[known], np.asarray(p)[known])
         else:
             out["auc_without_ct"] = out["auc"]
@@ -473,25 +472,6 @@ def _versions_served(lake: Any, log: str, name: str, start: dt.datetime,
         (pds.field("model_name") == name) & (pds.field("status") == 200)
         & (pds.field("at") >= pa.scalar(start, ts)) & (pds.field("at") < pa.scalar(end, ts))))
     return sorted(v for v in pc.unique(t["model_version"]).to_pylist() if v is not None)
-
-
-def _logged_features(lake: Any, log: str, mv: Any, start: dt.datetime,
-                     end: dt.datetime) -> pa.Table:
-    """The features each answer of ``mv`` in [start, end) was scored on, one row per
-    request row, in the order ``performance._served`` reads them."""
-    import pyarrow.dataset as pds
-
-    ts = pa.timestamp("us", tz="UTC")
-    t = lake.dataset(log).to_table(columns=["features", "predictions"], filter=(
-        (pds.field("model_name") == mv.name) & (pds.field("model_version") == int(mv.version))
-        & (pds.field("status") == 200) & (pds.field("at") >= pa.scalar(start, ts))
-        & (pds.field("at") < pa.scalar(end, ts))))
-    t = t.filter(pc.is_valid(t["predictions"]))
-    columns: dict[str, list[Any]] = {}
-    for text in t["features"].to_pylist():
-        for k, v in json.loads(text).items():
-            columns.setdefault(k, []).extend(v)
-    return pa.table(columns)
 
 
 def _month_line(m: dict[str, Any]) -> str:

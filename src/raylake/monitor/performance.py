@@ -64,7 +64,7 @@ def window_rows(lake: Any, conf: Any, mv: Any, windows: Sequence[Any], run_id: s
     if not starts:
         return []
     log_table = m.request_log_table or conf.model_server.request_log_table
-    served, log_keys = _served(lake, log_table, mv, starts, width, conf.outcomes.join_on,
+    served, log_keys, _ = _served(lake, log_table, mv, starts, width, conf.outcomes.join_on,
                                list(m.segment_by))
     key = str(conf.outcomes.join_on)
     out: list[dict[str, Any]] = []
@@ -201,28 +201,46 @@ def _micros(t: dt.datetime) -> int:
     return (as_utc(t) - _EPOCH) // dt.timedelta(microseconds=1)
 
 
+def labelled_scores(lake: Any, conf: Any, mv: Any, start: dt.datetime, end: dt.datetime, *,
+                    with_features: bool = False) -> tuple[np.ndarray, np.ndarray, pa.Table | None]:
+    """The scores of ``mv``'s answers in [start, end), the outcome of each (NaN: none
+    yet; joined on ``outcomes.join_on``) and, with ``with_features``, the features each
+    row was scored on: three aligned views of the same read of the request log (for
+    re-scoring the same rows with another model)."""
+    key = conf.outcomes.join_on
+    served, _, features = _served(lake, conf.model_server.request_log_table, mv, [start],
+                                  end - start, key, [], with_features=with_features)
+    outcomes = _outcomes(lake, conf.outcomes.table, key)
+    y = (np.full(served.num_rows, np.nan) if outcomes is None
+         else _join(served, outcomes, key))
+    return served["score"].to_numpy(zero_copy_only=False), y, features
+
+
 def _served(lake: Any, table: str, mv: Any, starts: list[dt.datetime], width: dt.timedelta,
-            key: str, segment_by: list[str]) -> tuple[pa.Table, pa.Array]:
+            key: str, segment_by: list[str], *, with_features: bool = False
+            ) -> tuple[pa.Table, pa.Array, pa.Table | None]:
     """One row per scored request row of ``mv`` in the windows: request_id, unit_id,
     row, arm, window (start, UTC microseconds), score and ``seg:<column>`` per segment
-    column; and every key (``key`` column) the whole log holds."""
+    column; every key (``key`` column) the whole log holds; and with ``with_features``
+    the features of each row, in the same order (else None)."""
     empty = pa.schema([("request_id", pa.string()), ("unit_id", pa.string()),
                        ("arm", pa.string()), ("row", pa.int64()), ("window", pa.int64()),
                        ("score", pa.float64()),
                        *[(f"seg:{c}", pa.string()) for c in segment_by]]).empty_table()
     if not table or not lake.exists(table):
-        return empty, pa.array([], pa.string())
+        return empty, pa.array([], pa.string()), pa.table({}) if with_features else None
     ds = lake.dataset(table)
     ts = pa.timestamp("us", tz="UTC")
     f = ((pads.field("model_name") == mv.name) & (pads.field("model_version") == int(mv.version))
          & (pads.field("status") == 200) & (pads.field("at") >= pa.scalar(starts[0], ts))
          & (pads.field("at") < pa.scalar(starts[-1] + width, ts)))
     cols = ["request_id", "unit_id", "arm", "at", "predictions"]
-    t = ds.to_table(columns=cols + (["features"] if segment_by else []), filter=f)
+    t = ds.to_table(columns=cols + (["features"] if segment_by or with_features else []),
+                    filter=f)
     keys = pc.unique(ds.to_table(columns=[key])[key].drop_null()).cast(pa.string())
     t = t.filter(pc.is_valid(t["predictions"])).combine_chunks()
     if t.num_rows == 0:
-        return empty, keys
+        return empty, keys, pa.table({}) if with_features else None
     preds = t["predictions"]
     lengths = pc.list_value_length(preds).to_numpy(zero_copy_only=False).astype(np.int64)
     parent = np.repeat(np.arange(t.num_rows), lengths)
@@ -235,7 +253,17 @@ def _served(lake: Any, table: str, mv: Any, starts: list[dt.datetime], width: dt
                     score=pc.list_flatten(preds).cast(pa.float64()))
     for col in segment_by:
         cols_out[f"seg:{col}"] = _segment_values(t["features"], lengths, col)
-    return pa.table(cols_out), keys
+    return pa.table(cols_out), keys, _row_features(t["features"]) if with_features else None
+
+
+def _row_features(features: pa.ChunkedArray) -> pa.Table:
+    """The features JSON of each request (a list per column, one value per row) as one
+    table row per request row, in the requests' order."""
+    columns: dict[str, list[Any]] = {}
+    for text in features.fill_null("{}").to_pylist():
+        for k, v in json.loads(text).items():
+            columns.setdefault(k, []).extend(v)
+    return pa.table(columns)
 
 
 def _segment_values(features: pa.ChunkedArray, lengths: np.ndarray, col: str) -> pa.Array:
