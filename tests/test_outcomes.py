@@ -315,6 +315,8 @@ def monitoring_rows(model: str) -> pa.Table:
         *[row(d2, f, "drift", 0.01, True) for f in ("wind", "noise", "carrier")],
         row(d2, "temp", "drift", 0.4), row(d2, "_prediction", "drift", 0.5),
         row(d2, "_model", "auc_estimated", 0.66),
+        # Day 2's outcomes have not arrived: its realised AUC has no value (day 1's shows).
+        row(d2, "_model", "auc", None),
         # A re-run rewrote one row: the newest row of a key wins.
         row(d2, "temp", "drift", 0.01, True, created=5),
         row(d2, "_model", "auc_estimated", 0.61, created=5),

@@ -10,8 +10,9 @@ gauges, which Ray exports with the server's other metrics (``ray_`` prefixed):
   monitored window, per rule and state (``pending``, ``delivered``, ``no_sink``);
 - ``raylake_monitor_drift_share{model, arm}``: the share of input features whose drift
   check is flagged in the arm's latest window;
-- ``raylake_monitor_auc{model, arm, estimated}``: the latest window's realised AUC
-  (``estimated="false"``) and CBPE's estimate (``"true"``).
+- ``raylake_monitor_auc{model, arm, estimated}``: the realised AUC
+  (``estimated="false"``) and CBPE's estimate (``"true"``) of the latest window that
+  has one (a window still waiting for outcomes leaves the last value showing).
 
 The tables are read here directly with the lake (serve sits below monitor in the
 layers), by their published schemas. A series seen before and absent now is set to 0
@@ -204,6 +205,10 @@ def _drift_shares(model: str, rows: pa.Table) -> dict[tuple[str, ...], float]:
 
 def _aucs(model: str, rows: pa.Table) -> dict[tuple[str, ...], float]:
     out: dict[tuple[str, ...], float] = {}
+    # The latest window that has a value: a window still waiting for its outcomes
+    # (too_few_outcomes, no value) leaves the last realised AUC showing rather than 0,
+    # which an alert on the gauge would read as a collapse.
+    rows = rows.filter(pc.is_valid(rows["value"]))
     for check, estimated in (("auc", "false"), ("auc_estimated", "true")):
         for arm, rs in _per_arm_latest(rows, [check]).items():
             values = [r["value"] for r in rs if r["feature"] == "_model" and r["value"] is not None]

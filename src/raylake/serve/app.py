@@ -434,6 +434,9 @@ class ModelServer:
         # Shadow answers still being scored are logged first, then the final flush runs
         # in a thread so the replica's event loop is not blocked; what it cannot append
         # stays in the spool for the next replica on this node.
+        gauges = getattr(self, "alert_gauges", None)
+        if gauges is not None:
+            gauges.stop()  # its daemon thread would otherwise read the lake until killed
         tasks = list(getattr(self, "_shadow_tasks", ()))
         if tasks:
             await asyncio.wait(tasks, timeout=5.0)

@@ -277,7 +277,8 @@ class LiveProfiler:
                                      self.types.get((key.model, key.version)))
                 part = self._of(data)
             except Exception as exc:  # values that fit no table: counted, never raised
-                self.dropped += buf.rows
+                with self._lock:  # the request path adds to it too
+                    self.dropped += buf.rows
                 log.warning("live profiles: %d rows of %s:%s arm %s could not be profiled "
                             "(%s); dropped", buf.rows, key.model, key.version, key.arm, exc)
                 continue
