@@ -55,9 +55,9 @@ def declared() -> dict[str, DeclaredJob]:
                      key=lambda d: (_ORDER.index(d) if d in _ORDER else len(_ORDER), d))
     out: dict[str, DeclaredJob] = {}
     for domain in domains:
-        path = Path(raylake.__path__[0]) / domain / "jobs.py"
-        if path.exists():
-            for found in _decorated(path, f"raylake.{domain}.jobs"):
+        # ``jobs.py``, and ``jobs_<part>.py`` where a domain's jobs are many enough to split.
+        for path in sorted((Path(raylake.__path__[0]) / domain).glob("jobs*.py")):
+            for found in _decorated(path, f"raylake.{domain}.{path.stem}"):
                 out[found.name] = found
     return out
 
