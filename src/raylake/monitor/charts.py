@@ -115,7 +115,11 @@ def line_chart(series: list[Series], *, x_range: tuple[float, float], ticks: lis
     for t in ticks:
         labels.setdefault(_time_label(t, x1 - x0), t)
     step = max(1, math.ceil(len(labels) / max(1, pw // 60)))
+    last = -math.inf
     for label, t in list(labels.items())[::step]:
+        if px(t) - last < 60:  # a first window a few days before a month: labels would overlap
+            continue
+        last = px(t)
         out.append(f"<text x='{px(t):.1f}' y='{height - 6}' text-anchor='middle' "
                    f"fill='#5f6b7a'>{e(label)}</text>")
     out.append(f"<line x1='{MARGIN_L}' x2='{width - MARGIN_R}' y1='{MARGIN_T + ph}' "
