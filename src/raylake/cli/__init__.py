@@ -23,6 +23,10 @@ ADMIN = {
     "runs": "list and show run records (lineage)",
     "models": "list, show and promote registered model versions",
     "lineage": "upstream/downstream of TABLE[@V], model:NAME[:V] or request:ID",
+    "branch": "create, list, delete and merge zero-copy branches of the lake",
+    "pipelines": "run or watch data-driven pipelines (conf/pipelines/): stale stages only",
+    "repro": "re-run a pipeline stage and its upstream where inputs, config or code changed",
+    "exp": "compare runs of a job: params that differ, metrics, input versions",
 }
 
 _OVERRIDE = re.compile(r"^[+~]{0,2}[A-Za-z_][\w.\-/@]*=")
@@ -98,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         command, rest = "outcomes-add", _path_arg(rest[1:], "outcomes.path")
     if command == "features" and rest[:1] == ["apply"]:
         command, rest = "features-apply", rest[1:]
+    if command in ("label", "synth") and rest and f"{command}-{rest[0]}" in declared():
+        command, rest = f"{command}-{rest[0]}", rest[1:]  # `raylake label analyze` and the like
     try:
         if command in declared():
             return run_job(command, rest)
@@ -109,6 +115,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _models(rest)
         if command == "lineage":
             return _lineage(rest)
+        if command == "branch":
+            from raylake.cli.branch import branch_command
+
+            return branch_command(rest)
+        if command in ("pipelines", "repro", "exp"):
+            from raylake.cli.pipelines import pipelines_command
+
+            return pipelines_command(command, rest)
     except RaylakeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -220,11 +234,13 @@ def _lake(args: Sequence[str]) -> int:
     t.add_argument("--force", action="store_true", help="move an existing tag")
     ts = sub.add_parser("tags", help="list tags")
     ts.add_argument("table", nargs="?")
-    d = sub.add_parser("diff", help="rows added and removed, schema changes")
+    d = sub.add_parser("diff", help="rows added and removed, schema changes (TABLE V1 V2, or "
+                                    "across branches: TABLE@BRANCH[:V] TABLE@BRANCH[:V])")
     d.add_argument("table")
     d.add_argument("v1")
-    d.add_argument("v2")
+    d.add_argument("v2", nargs="?")
     d.add_argument("--sample", type=int, default=5)
+    sub.add_parser("du", help="bytes per table and branch, files shared by branches once")
     rs = sub.add_parser("restore", help="make an older version (or tag, timestamp) the latest")
     rs.add_argument("table")
     rs.add_argument("version")
@@ -268,9 +284,22 @@ def _lake(args: Sequence[str]) -> int:
         print(f"tagged {ns.table}@{version} as {ns.name!r}")
     elif ns.op == "tags":
         _print_rows(TagStore(lake).list(ns.table), empty="no tags")
+    elif ns.op == "diff" and ns.v2 is None:  # TABLE@BRANCH[:V] TABLE@BRANCH[:V]
+        from raylake.lake.diff import diff_tables
+
+        (l1, t1, v1), (l2, t2, v2) = _branch_ref(lake, ns.table), _branch_ref(lake, ns.v1)
+        print(json.dumps(diff_tables(l1, t1, v1, l2, t2, v2, ns.sample).to_dict(), indent=2,
+                         default=str))
     elif ns.op == "diff":
         print(json.dumps(diff_versions(lake, ns.table, ns.v1, ns.v2, ns.sample).to_dict(),
                          indent=2, default=str))
+    elif ns.op == "du":
+        from raylake.lake.usage import disk_usage
+
+        usage = disk_usage(lake)
+        _print_rows(usage.rows, empty=f"no files in {lake.root}")
+        print(f"total: {usage.unique_bytes:,} bytes on disk ({usage.apparent_bytes:,} bytes if "
+              "every branch were a full copy)")
     elif ns.op == "restore":
         metrics = lake.restore(ns.table, ns.version)
         print(f"restored {ns.table} to {ns.version} as version {lake.version(ns.table)}: {metrics}")
@@ -288,6 +317,20 @@ def _lake(args: Sequence[str]) -> int:
         for f in files:
             print(f"  {f}")
     return 0
+
+
+def _branch_ref(lake: Any, ref: str) -> tuple[Any, str, str | None]:
+    """``TABLE@BRANCH[:VERSION]`` (or ``TABLE@VERSION`` on the lake given, or ``TABLE``)
+    as (the branch's lake, table, version or None for the latest)."""
+    from raylake.lake.branches import branch_names
+
+    table, _, at = ref.partition("@")
+    if not at:
+        return lake, table, None
+    name, _, version = at.partition(":")
+    if name == "main" or name in branch_names(lake):
+        return lake.on_branch(name), table, version or None
+    return lake, table, at  # a version, tag or timestamp
 
 
 def _orphans(lake: Any, table: str | None, min_age_hours: float | None, *, dry_run: bool,

@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Optional
 
 from raylake.config.values import at_least, positive
 from raylake.errors import ConfigValueError
+
+# A branch name is one folder name: it starts with a letter (so `flights@3` is a version and
+# `flights@exp1` a branch) and cannot hold "/" or "..", which would leave _branches/.
+_BRANCH = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,63}$")
+MAIN = "main"
+
+
+def validate_branch_name(name: str) -> str:
+    """``name`` when it is a valid branch name (``main`` included), else ConfigValueError
+    naming the value and the rule."""
+    text = str(name)
+    if not _BRANCH.match(text):
+        why = ("it holds '/' or '..', which would leave the lake's _branches/ folder"
+               if "/" in text or ".." in text or "\\" in text else
+               "it must start with a letter and hold only letters, digits, '_' and '-' "
+               "(at most 64)")
+        raise ConfigValueError(f"Branch name {text!r} is not valid: {why}. Give a name like "
+                               "exp1 or fix-delays.")
+    return text
 
 
 @dataclass
@@ -17,11 +37,17 @@ class LakeConfig:
     # Non-secret storage options passed to deltalake and pyarrow
     # (e.g. AWS_REGION, AWS_ENDPOINT_URL, AWS_ALLOW_HTTP).
     storage_options: dict[str, str] = field(default_factory=dict)
+    # A branch of the lake (`raylake branch create NAME`): jobs read and write its tables
+    # (<root>/_branches/NAME) and touch nothing on main. None or "main": the lake itself.
+    branch: Optional[str] = None
 
     def __post_init__(self) -> None:
         if not str(self.root).strip():
             raise ConfigValueError("lake.root is empty; give a folder or a URI, e.g. "
                                    "lake.root=lake or lake.root=s3://bucket/lake.")
+        if self.branch is not None:
+            name = validate_branch_name(self.branch)
+            self.branch = None if name == MAIN else name
 
 
 @dataclass

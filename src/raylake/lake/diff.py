@@ -3,6 +3,9 @@
 Files present in both versions hold the same rows, so only the files one
 version has and the other lacks are read. Rows are compared as a multiset
 over the columns both versions share (a row counted twice stays twice).
+The two versions may be on different branches of the lake (``flights@exp1``
+against ``flights@main``): a branch's files are links to the same files at the
+same relative paths, so a path names the same rows on both.
 """
 
 from __future__ import annotations
@@ -42,9 +45,19 @@ def diff_versions(lake: Lake, name: str, v1: VersionRef, v2: VersionRef, sample:
     timestamps): columns added, removed or retyped, and rows added and removed over the
     shared columns, with up to ``sample`` of each. Only the files one version has and the
     other lacks are read."""
-    old = lake.table(name, v1)
-    new = lake.table(name, v2)
-    result = TableDiff(name, old.version(), new.version())
+    return diff_tables(lake, name, v1, lake, name, v2, sample)
+
+
+def diff_tables(old_lake: Lake, name: str, v1: VersionRef, new_lake: Lake, new_name: str,
+                v2: VersionRef, sample: int = 5) -> TableDiff:
+    """What changed from table ``name`` at ``v1`` in ``old_lake`` to ``new_name`` at ``v2``
+    in ``new_lake`` (two branches of one lake, or the same lake): as :func:`diff_versions`.
+    The diff's table reads ``name@branch`` when the branches differ."""
+    old = old_lake.table(name, v1)
+    new = new_lake.table(new_name, v2)
+    label = name if old_lake.root == new_lake.root and name == new_name else (
+        f"{name}@{old_lake.branch_name} -> {new_name}@{new_lake.branch_name}")
+    result = TableDiff(label, old.version(), new.version())
     old_schema: pa.Schema = old.schema().to_arrow()
     new_schema: pa.Schema = new.schema().to_arrow()
     old_types = {f.name: f.type for f in old_schema}
@@ -58,23 +71,26 @@ def diff_versions(lake: Lake, name: str, v1: VersionRef, v2: VersionRef, sample:
     }
     common = [c for c in new_types if c in old_types and c not in result.changed_types]
 
-    old_files, new_files = _files(old), _files(new)
-    fs = lake.arrow_filesystem(name)
-    removed_rows = _read_files(old, old_files - new_files, common, fs)
-    added_rows = _read_files(new, new_files - old_files, common, fs)
-    added, removed = _multiset_difference(added_rows, removed_rows)
+    old_files, new_files = files_of(old), files_of(new)
+    removed_rows = read_files(old, old_files - new_files, common, old_lake.arrow_filesystem(name))
+    added_rows = read_files(new, new_files - old_files, common,
+                            new_lake.arrow_filesystem(new_name))
+    added, removed = multiset_difference(added_rows, removed_rows)
     result.rows_added, result.rows_removed = len(added), len(removed)
     result.added_sample = added.head(sample).to_dict("records")
     result.removed_sample = removed.head(sample).to_dict("records")
     return result
 
 
-def _files(dtab: DeltaTable) -> set[str]:
+def files_of(dtab: DeltaTable) -> set[str]:
+    """The relative paths of the files of snapshot ``dtab``."""
     actions = dtab.get_add_actions(flatten=True)
     return set(actions.column("path").to_pylist()) if actions.num_rows else set()
 
 
-def _read_files(dtab: DeltaTable, paths: set[str], columns: list[str], fs: Any) -> pd.DataFrame:
+def read_files(dtab: DeltaTable, paths: set[str], columns: list[str], fs: Any) -> pd.DataFrame:
+    """The rows of ``columns`` in files ``paths`` of snapshot ``dtab`` (read through
+    ``fs``, rooted at the table), as pandas."""
     if not paths:
         return pd.DataFrame({c: [] for c in columns})
     dataset = dtab.to_pyarrow_dataset(filesystem=fs)
@@ -87,7 +103,7 @@ def _read_files(dtab: DeltaTable, paths: set[str], columns: list[str], fs: Any) 
     return subset.to_table(columns=columns).to_pandas()
 
 
-def _multiset_difference(new: pd.DataFrame, old: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def multiset_difference(new: pd.DataFrame, old: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rows of ``new`` not matched one-for-one in ``old``, and the other way round."""
     if new.empty or old.empty:
         return new, old

@@ -12,6 +12,9 @@ from raylake.config.redact import without_redacted
 from raylake.errors import LakeError
 
 S3_SCHEMES = ("s3://", "s3a://")
+# Branches of the lake live under <root>/_branches/<name>/, each a lake of its own
+# (raylake.lake.branches); the main lake never lists this folder as tables.
+BRANCHES_DIR = "_branches"
 
 
 def is_uri(path: str) -> bool:
@@ -56,6 +59,11 @@ class Storage:
         if self.local:
             return os.path.join(self.root, *relative.split("/"))
         return posixpath.join(self.root, relative)
+
+    def for_branch(self, name: str) -> Storage:
+        """The storage of branch ``name`` of this (main) lake: ``<root>/_branches/<name>``,
+        same options. ``name`` must be checked already (``validate_branch_name``)."""
+        return Storage(root=self.uri(f"{BRANCHES_DIR}/{name}"), options=dict(self.options))
 
     def filesystem(self) -> tuple[pafs.FileSystem, str]:
         """A pyarrow filesystem and the root path inside it."""

@@ -12,6 +12,7 @@ from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError
 from deltalake.exceptions import TableNotFoundError as DeltaTableNotFound
 
+from raylake.config.lake import MAIN, validate_branch_name
 from raylake.errors import (
     LakeError,
     TableNotFoundError,
@@ -20,13 +21,15 @@ from raylake.errors import (
     did_you_mean,
 )
 from raylake.lake.names import validate_table_name
-from raylake.lake.storage import Storage
+from raylake.lake.storage import BRANCHES_DIR, Storage
 
 # Delta's own default (delta.deletedFileRetentionDuration): files younger than
 # this may still be read by a running job or a time-travel query.
 SAFE_VACUUM_RETENTION_HOURS = 168
 
 VersionRef = int | str | dt.datetime | None
+# A branch's metadata file, in its root: what it was made from and the base versions.
+BRANCH_META = "_branch.json"
 
 
 def parse_version_ref(text: str) -> int | dt.datetime | None:
@@ -42,15 +45,48 @@ def parse_version_ref(text: str) -> int | dt.datetime | None:
 
 
 class Lake:
-    """Delta tables under ``storage.root``; every method takes a table name."""
+    """Delta tables under ``storage.root``; every method takes a table name.
 
-    def __init__(self, storage: Storage) -> None:
+    A branch's lake (``branch`` set) is rooted at ``<home root>/_branches/<branch>``: every
+    job works on it unchanged, and ``home`` is the main lake's storage."""
+
+    def __init__(self, storage: Storage, *, branch: str | None = None,
+                 home: Storage | None = None) -> None:
         self.storage = storage
+        self.branch = branch
+        self.home = home if home is not None else storage
 
     @classmethod
     def from_config(cls, lake_cfg: Any) -> Lake:
-        """The lake that config ``lake`` (``root`` and ``storage_options``) describes."""
-        return cls(Storage.from_config(lake_cfg.root, dict(lake_cfg.storage_options or {})))
+        """The lake that config ``lake`` (``root``, ``storage_options`` and ``branch``)
+        describes: the branch's lake when ``branch`` is set."""
+        lake = cls(Storage.from_config(lake_cfg.root, dict(lake_cfg.storage_options or {})))
+        branch = getattr(lake_cfg, "branch", None)
+        return lake.on_branch(branch) if branch else lake
+
+    @property
+    def branch_name(self) -> str:
+        """``main`` or the branch's name."""
+        return self.branch or MAIN
+
+    def on_branch(self, name: str | None) -> Lake:
+        """The lake of branch ``name`` of the same home lake (``main`` or None: the home
+        lake itself); LakeError naming the fix when there is no such branch."""
+        if name is None or validate_branch_name(name) == MAIN:
+            return Lake(self.home)
+        lake = Lake(self.home.for_branch(name), branch=name, home=self.home)
+        fs, root = lake.storage.filesystem()
+        try:
+            found = fs.get_file_info(f"{root}/{BRANCH_META}").type == pafs.FileType.File
+        except OSError as exc:
+            raise LakeError(f"Cannot reach branch {name!r} at {lake.root}: {exc}") from exc
+        if not found:
+            raise LakeError(
+                f"No branch {name!r} in the lake at {self.home.root}. Create it with `raylake "
+                f"branch create {name} lake.root={self.home.root}`; list branches with "
+                "`raylake branch list`."
+            )
+        return lake
 
     @property
     def root(self) -> str:
@@ -222,7 +258,10 @@ class Lake:
         for info in infos:
             if info.type == pafs.FileType.Directory and info.base_name == "_delta_log":
                 rel = info.path[len(prefix) :].rsplit("/_delta_log", 1)[0]
-                if rel and (include_system or not rel.split("/")[0].startswith("_")):
+                top = rel.split("/")[0]
+                if top == BRANCHES_DIR:
+                    continue  # branches are lakes of their own (`raylake branch list`)
+                if rel and (include_system or not top.startswith("_")):
                     found.add(rel)
         return sorted(found)
 

@@ -28,7 +28,9 @@ def serve_config(conf: Any, arms: list[Any], env: Iterable[ConfigPath] = ()) -> 
                            "shadow": a.shadow} for a in arms}
     ms["config_file"] = None
     config: dict[str, Any] = {
-        "lake": {"root": conf.lake.root, "storage_options": dict(conf.lake.storage_options)},
+        # The branch too: a config deployed from a branch serves the branch's registry.
+        "lake": {"root": conf.lake.root, "storage_options": dict(conf.lake.storage_options),
+                 "branch": conf.lake.branch},
         "model_server": ms,
         # POST /outcomes writes here; the gauges read monitor.table's results.
         "outcomes": asdict(conf.outcomes),
