@@ -15,6 +15,13 @@ from typing import Optional
 
 from hydra.core.config_store import ConfigStore
 
+from raylake.config.active_labeling import (
+    ActiveLabelingConfig,
+    IssuesConfig,
+    QueryStrategy,
+    SemiConfig,
+    SemiMethod,
+)
 from raylake.config.features import (
     AggFunction,
     AggregationConfig,
@@ -42,6 +49,16 @@ from raylake.config.ingest import (
     SourceFormat,
     TableConfig,
     WriteMode,
+)
+from raylake.config.labeling import (
+    DevSetConfig,
+    EndModelConfig,
+    LabelingConfig,
+    LabelModelConfig,
+    LabelModelKind,
+    LFConfig,
+    LFKind,
+    ThresholdOp,
 )
 from raylake.config.lake import LakeConfig, RayConfig
 from raylake.config.monitoring import (
@@ -90,6 +107,7 @@ from raylake.config.training import (
 from raylake.config.values import Choice, ColumnType
 
 __all__ = [
+    "ActiveLabelingConfig", "IssuesConfig", "QueryStrategy", "SemiConfig", "SemiMethod",
     "AbMetric", "AbReportConfig", "AggFunction", "AggregationConfig", "AlertKind",
     "AlertRuleConfig", "ArmConfig", "CtConfig", "CtTrigger", "MonitorConfig", "OutcomeFormat",
     "OutcomesConfig",
@@ -104,6 +122,8 @@ __all__ = [
     "TableConfig", "TableQualityConfig", "TimeAttr", "TorchSettings", "TrainConfig",
     "TrainingSetConfig", "TuneConfig", "TuneMode", "TuneSchedulerConfig", "WriteMode",
     "XGBoostSettings", "register_configs",
+    "DevSetConfig", "EndModelConfig", "LFConfig", "LFKind", "LabelModelConfig", "LabelModelKind",
+    "LabelingConfig", "ThresholdOp",
 ]
 
 
@@ -131,9 +151,14 @@ class RaylakeConfig:
     ct: CtConfig = field(default_factory=CtConfig)
     # `raylake replay`: monitoring and CT backtested on a replayed clock (config/replay.py).
     replay: ReplayConfig = field(default_factory=ReplayConfig)
+    # Weak supervision: labeling functions, label matrix, label model (config/labeling.py).
+    labeling: LabelingConfig = field(default_factory=LabelingConfig)
     # A registered model, NAME[:VERSION|champion|latest], for jobs that use one.
     model: Optional[str] = None
     tune: TuneConfig = field(default_factory=TuneConfig)
+    # Active learning, the labeling page, semi-supervised training, label issues
+    # (config/active_labeling.py).
+    active_labeling: ActiveLabelingConfig = field(default_factory=ActiveLabelingConfig)
     # The table (and version: an int, a tag or an ISO timestamp) a job reads,
     # for jobs over one table: profile, drift, validate, quality report.
     table: Optional[str] = None

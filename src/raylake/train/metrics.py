@@ -13,6 +13,12 @@ from typing import Any
 import numpy as np
 
 
+def hard_labels(y: np.ndarray) -> np.ndarray:
+    """Labels as 0/1 for scoring: a soft label (a label model's probability, which XGBoost's
+    binary:logistic trains on as it is) counts as its more likely class (>= 0.5)."""
+    return (np.asarray(y, dtype=np.float64) >= 0.5).astype(np.float64)
+
+
 def auc(y: np.ndarray, p: np.ndarray) -> float:
     """Area under the ROC curve by the rank-sum formula, ties given their mean rank."""
     y = np.asarray(y, dtype=bool)
@@ -59,6 +65,7 @@ def expected_cost(y: np.ndarray, p: np.ndarray, threshold: float, cost: Any) -> 
 
 def best_threshold(y: np.ndarray, p: np.ndarray, cost: Any) -> float:
     """The threshold with the lowest expected cost (chosen on validation, applied to test)."""
+    y = hard_labels(y)
     grid = np.linspace(0.01, 0.99, 99)
     costs = [expected_cost(y, p, t, cost) for t in grid]
     return float(grid[int(np.argmin(costs))])
@@ -68,7 +75,7 @@ def evaluate(y: np.ndarray, p: np.ndarray, threshold: float, cost: Any) -> dict[
     """Metrics of probabilities ``p`` against labels ``y``: rows, positive rate, AUC, log
     loss, accuracy at 0.5, calibration error, and the expected cost per ``cost.per`` rows at
     ``threshold``, that of doing nothing and the saving between them."""
-    y = np.asarray(y, dtype=np.float64)
+    y = hard_labels(y)  # soft labels are scored as their more likely class
     p = np.asarray(p, dtype=np.float64)
     do_nothing = float(np.sum(y == 1) * cost.missed / len(y) * cost.per) if len(y) else 0.0
     model_cost = expected_cost(y, p, threshold, cost) if len(y) else 0.0
