@@ -242,3 +242,103 @@ def test_a_commit_on_a_stale_snapshot_lands_after_the_newer_one(s3_server):  # n
     write_table(lake, "t", rows)
     write_deltalake(stale, rows, mode="append")
     assert lake.version("t") == 2 and lake.count("t") == 6
+
+
+@pytest.mark.slow
+def test_branch_on_s3_copies_server_side_and_merges(s3_server, capsys):  # noqa: F811
+    """Object stores have no links: a branch there is made of server-side copies
+    (CopyObject). It reads like main at the same versions, a write on it leaves main
+    unchanged, `lake du` counts each object where it lies, and the merge copies the
+    branch's new files into main the same way."""
+    from raylake.cli import main as cli
+    from raylake.lake.branches import create_branch, list_branches
+    from raylake.lake.diff import files_of
+    from raylake.lake.merge import _unlink, merge_branch
+    from raylake.lake.tags import TagStore
+    from raylake.lake.usage import disk_usage
+
+    prefix = "branched"
+    lake = Lake(Storage.from_config(f"s3://{s3_server.bucket}/{prefix}",
+                                    s3_server.storage_options))
+    events = [pa.table({"id": pa.array(range(i * 10, i * 10 + 10), pa.int64()),
+                        "day": pa.array([i] * 10, pa.int64())}) for i in range(3)]
+    for i, part in enumerate(events):
+        write_table(lake, "events", part, app_id=f"day-{i}")
+    write_table(lake, "airlines", pa.table({"carrier": ["AA", "UA"], "name": ["A", "U"]}))
+    TagStore(lake).set("events", "two-days", 1)
+    before = {t: (lake.version(t), lake.read(t).sort_by("id" if t == "events" else "carrier"))
+              for t in ("events", "airlines")}
+    objects = len(s3_server.keys(f"{prefix}/"))
+
+    made = create_branch(lake, "exp1")
+    assert made.info.storage == "copies" and made.files_linked == 0
+    assert made.files_copied >= objects - 1 and made.bytes_copied > 0
+    assert made.info.tables["events"] == 2 and made.info.tables["airlines"] == 0
+    assert [(b.name, b.storage) for b in list_branches(lake)] == [("exp1", "copies")]
+    assert f"{prefix}/_branches/exp1/events/_delta_log/00000000000000000002.json" in \
+        s3_server.keys(f"{prefix}/_branches/exp1/")
+
+    # The branch reads the same rows at the same versions, old versions and tags too.
+    branch = lake.on_branch("exp1")
+    for t, (version, rows) in before.items():
+        assert branch.version(t) == version
+        assert branch.read(t).sort_by(rows.column_names[0]).equals(rows)
+    assert branch.read("events", 0).num_rows == 10
+    assert branch.read("events", "two-days").num_rows == 20
+
+    # An append on the branch leaves main as it was.
+    extra = pa.table({"id": pa.array([100, 101], pa.int64()), "day": pa.array([9, 9], pa.int64())})
+    write_table(branch, "events", extra, app_id="day-9")
+    assert branch.version("events") == 3 and branch.count("events") == 32
+    assert lake.version("events") == 2 and lake.count("events") == 30
+
+    # du: no links, so every object counts where it lies (the branch's bytes are new).
+    usage = disk_usage(lake)
+    rows = {(r["branch"], r["table"]): r for r in usage.rows}
+    assert rows[("exp1", "events")]["new_bytes"] == rows[("exp1", "events")]["bytes"] > 0
+    assert rows[("main", "events")]["new_bytes"] == rows[("main", "events")]["bytes"] > 0
+    assert usage.unique_bytes == usage.apparent_bytes
+    root = f"s3://{s3_server.bucket}/{prefix}"
+    opts = [f"+lake.storage_options.{k}={v}" for k, v in s3_server.storage_options.items()]
+    capsys.readouterr()
+    assert cli(["lake", "du", f"lake.root={root}", *opts]) == 0
+    out = capsys.readouterr().out
+    assert "exp1" in out and "events" in out and "total" in out
+    assert cli(["branch", "list", f"lake.root={root}", *opts]) == 0
+    assert "copies" in capsys.readouterr().out
+
+    # Merge: the branch's new file is copied (server-side) into main, in one commit.
+    result = merge_branch(lake, "exp1")
+    assert result.merged == ["events"]
+    assert lake.version("events") == 3 and lake.count("events") == 32
+    assert sorted(lake.read("events").column("id").to_pylist())[-2:] == [100, 101]
+    assert lake.read("airlines").equals(before["airlines"][1]) and lake.version("airlines") == 0
+    assert merge_branch(lake, "exp1").merged == []  # merged once only
+    # Main moves on between planning and committing: the copied object is removed, the
+    # table planned again and merged on the new snapshot.
+    write_table(branch, "events", pa.table({"id": pa.array([102], pa.int64()),
+                                            "day": pa.array([10], pa.int64())}))
+    moved: list[str] = []
+
+    def move_main(table: str) -> None:
+        if not moved:
+            moved.append(table)
+            write_table(lake, "events", pa.table({"id": pa.array([200], pa.int64()),
+                                                  "day": pa.array([11], pa.int64())}))
+
+    assert merge_branch(lake, "exp1", before_commit=move_main).merged == ["events"]
+    assert moved == ["events"] and lake.version("events") == 5 and lake.count("events") == 34
+    data_keys = [k for k in s3_server.keys(f"{prefix}/events/") if k.endswith(".parquet")]
+    assert len(data_keys) == len(files_of(lake.table("events"))) == 6
+    # What a failed commit copied is deleted from the bucket (not looked for on local disk).
+    fs, base = lake.storage.filesystem()
+    fs.copy_file(f"{base}/{data_keys[0].split('/', 1)[1]}", f"{base}/events/stray.parquet")
+    _unlink(lake, [f"{base}/events/stray.parquet"])
+    assert f"{prefix}/events/stray.parquet" not in s3_server.keys(f"{prefix}/events/")
+    # The merged file is main's own object now: deleting the branch leaves it readable.
+    assert cli(["branch", "delete", "exp1", f"lake.root={root}", *opts]) == 0
+    # (pyarrow leaves an empty ``_branches/`` marker object behind: no branch, no bytes)
+    assert [k for k in s3_server.keys(f"{prefix}/_branches/") if not k.endswith("/")] == []
+    assert list_branches(lake) == []
+    assert sorted(lake.read("events").column("id").to_pylist()) == [*range(30), 100, 101, 102,
+                                                                     200]

@@ -281,10 +281,10 @@ def _commit(src: Lake, dst: Lake, plan: TablePlan, run_id: str) -> int:
             [*adds, *removes], mode="append", schema=_schema(tb),
             partition_by=list(tb.metadata().partition_columns) or None, commit_properties=props)
     except CommitFailedError:
-        _unlink(linked)
+        _unlink(dst, linked)
         raise
     except (DeltaError, OSError) as exc:
-        _unlink(linked)
+        _unlink(dst, linked)
         if plan.target_version is None and dst.exists(plan.table, system=True):
             raise CommitFailedError(str(exc)) from exc  # created meanwhile: plan again
         raise LakeError(f"Merging {plan.table!r} into {dst.branch_name} failed: {exc}. Nothing "
@@ -315,10 +315,14 @@ def _link_files(src: Lake, dst: Lake, table: str, paths: Sequence[str]) -> list[
     return created
 
 
-def _unlink(paths: Sequence[str]) -> None:
+def _unlink(lake: Lake, paths: Sequence[str]) -> None:
+    """Remove the names ``_link_files`` created. On an object store they are paths in
+    ``lake``'s filesystem (``bucket/key``, no scheme), so they are deleted through it:
+    ``os.remove`` would take them for paths relative to the working directory."""
+    fs, _ = lake.storage.filesystem()
     for p in paths:
         try:
-            os.remove(p) if "://" not in p else None
+            os.remove(p) if lake.storage.local else fs.delete_file(p)
         except OSError:
             pass  # an orphan `raylake lake vacuum --orphans` removes
 
