@@ -298,7 +298,7 @@ def _lake(args: Sequence[str]) -> int:
 
         usage = disk_usage(lake)
         _print_rows(usage.rows, empty=f"no files in {lake.root}")
-        print(f"total: {usage.unique_bytes:,} bytes on disk ({usage.apparent_bytes:,} bytes if "
+        print(f"total: {usage.unique_bytes:,} bytes stored ({usage.apparent_bytes:,} bytes if "
               "every branch were a full copy)")
     elif ns.op == "restore":
         metrics = lake.restore(ns.table, ns.version)
