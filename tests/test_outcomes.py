@@ -519,7 +519,13 @@ def test_gauges_on_rays_metrics_endpoint(server):
             text = requests.get(url, timeout=10).text
         except requests.RequestException:
             return None
-        return text if "ray_raylake_monitor_auc" in text else None
+        # The replica's own series (model "toy"): driver-side gauges of other tests in this
+        # session are exported too and may show first.
+        series = [ln for ln in text.splitlines() if ln.startswith("ray_raylake_monitor_")
+                  and 'model="toy"' in ln]
+        wanted = ("ray_raylake_monitor_auc", "ray_raylake_monitor_drift_share",
+                  "ray_raylake_monitor_alerts")
+        return text if all(any(ln.startswith(w) for ln in series) for w in wanted) else None
 
     text = wait_for(scraped, timeout=180, what=f"the gauges on {url}")
     lines = [ln for ln in text.splitlines() if ln.startswith("ray_raylake_monitor_")]
