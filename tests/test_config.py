@@ -53,7 +53,7 @@ def override(group: str, option: str) -> list[str]:
 
 def test_groups_are_all_covered():
     assert set(GROUPS) == {"active_labeling", "dataset", "experiment", "features", "labeling",
-                           "lake", "monitor", "quality", "ray", "serve", "train", "tune"}
+                           "governance", "lake", "monitor", "quality", "ray", "serve", "train", "tune"}
     assert {"xgboost_gpu", "torch_gpu", "xgboost_no_weather"} <= set(options("train"))
     assert {"none"} <= set(options("quality")) & set(options("features"))
 

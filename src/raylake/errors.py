@@ -71,6 +71,11 @@ class RunNotFoundError(RaylakeError, LookupError):
     """No run record has the given run id."""
 
 
+class GovernanceError(RaylakeError):
+    """A governance rule cannot be applied (a missing key, a policy that does not fit
+    its column, an erasure that matches nothing); nothing was written."""
+
+
 class RuntimeConnectError(RaylakeError):
     """Ray could not be started or reached."""
 

@@ -7,6 +7,7 @@ from typing import Any, Optional
 
 from omegaconf import MISSING
 
+from raylake.config.governance import PolicyConfig, policy_key_names
 from raylake.config.values import (
     Choice,
     ColumnType,
@@ -143,6 +144,10 @@ class TableConfig:
     # This table's limit on the share of rows that fail their casts or checks;
     # None uses ingest.max_quarantine_fraction.
     max_quarantine_fraction: Optional[float] = None
+    # Governance (docs/governance.md): column -> class or entity type, overriding the
+    # scan; column -> policy, overriding governance.policies.
+    classification: dict[str, str] = field(default_factory=dict)
+    policies: dict[str, PolicyConfig] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.mode = choice(WriteMode, self.mode, "table mode")
@@ -158,6 +163,12 @@ class TableConfig:
                 known(f"{key}.{part}[{i}]", col, names, "declared column")
         if self.event_time is not None:
             known(f"{key}.event_time", self.event_time, names, "declared column")
+        for part in ("classification", "policies"):
+            for col in getattr(self, part):
+                known(f"{key}.{part}.{col}", col, names, "declared column")
+        for col, cls in self.classification.items():
+            known(f"{key}.classification.{col}", cls, policy_key_names(),
+                  "class or entity type")
         if self.mode == WriteMode.merge and not self.primary_key:
             raise ConfigValueError(f"{key}.mode=merge upserts on the primary key: set "
                                    f"{key}.primary_key, or use mode append / overwrite.")

@@ -36,6 +36,17 @@ from raylake.config.features import (
     OnlineStoreType,
     TrainingSetConfig,
 )
+from raylake.config.governance import (
+    DataClass,
+    DateUnit,
+    Entity,
+    GovernanceConfig,
+    OpenLineageConfig,
+    PolicyAction,
+    PolicyConfig,
+    RetentionConfig,
+    ScanConfig,
+)
 from raylake.config.ingest import (
     CleanseOp,
     CleanseStepConfig,
@@ -124,6 +135,8 @@ __all__ = [
     "XGBoostSettings", "register_configs",
     "DevSetConfig", "EndModelConfig", "LFConfig", "LFKind", "LabelModelConfig", "LabelModelKind",
     "LabelingConfig", "ThresholdOp",
+    "DataClass", "DateUnit", "Entity", "GovernanceConfig", "OpenLineageConfig", "PolicyAction",
+    "PolicyConfig", "RetentionConfig", "ScanConfig",
 ]
 
 
@@ -153,6 +166,9 @@ class RaylakeConfig:
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     # Weak supervision: labeling functions, label matrix, label model (config/labeling.py).
     labeling: LabelingConfig = field(default_factory=LabelingConfig)
+    # PII scan and classification, policies, retention, erasure, OpenLineage
+    # (config/governance.py).
+    governance: GovernanceConfig = field(default_factory=GovernanceConfig)
     # A registered model, NAME[:VERSION|champion|latest], for jobs that use one.
     model: Optional[str] = None
     tune: TuneConfig = field(default_factory=TuneConfig)

@@ -1,0 +1,1 @@
+"""Governance over the whole lake: erasure, retention, the OpenLineage export, audit."""

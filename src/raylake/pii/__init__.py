@@ -1,0 +1,1 @@
+"""PII detection, column classification and the policies applied at ingestion."""
