@@ -110,3 +110,9 @@ def test_chain_reaches_the_http_answer_and_its_lineage(ray_session, tmp_path, mo
     stored = ModelRegistry(lake).get("delay_model:1").config
     assert stored["lake"]["storage_options"] == {"AWS_SECRET_ACCESS_KEY": REDACTED}
     assert f"AWS_SECRET_ACCESS_KEY: {REDACTED}" in (Path(root) / "serve.yaml").read_text()
+
+    # The whole run's lineage as OpenLineage events: each validates against the schema, a
+    # local HTTP receiver gets them all (tests/test_openlineage.py).
+    from test_openlineage import check_chain_export
+
+    check_chain_export(lake)

@@ -22,11 +22,13 @@ ADMIN = {
     "lake": "list tables, history, tags, diff, restore, optimize, vacuum, doctor",
     "runs": "list and show run records (lineage)",
     "models": "list, show and promote registered model versions",
-    "lineage": "upstream/downstream of TABLE[@V], model:NAME[:V] or request:ID",
+    "lineage": "upstream/downstream of TABLE[@V], model:NAME[:V] or request:ID; "
+               "export: OpenLineage events",
     "branch": "create, list, delete and merge zero-copy branches of the lake",
     "pipelines": "run or watch data-driven pipelines (conf/pipelines/): stale stages only",
     "repro": "re-run a pipeline stage and its upstream where inputs, config or code changed",
     "exp": "compare runs of a job: params that differ, metrics, input versions",
+    "governance": "erase a data subject (--key COLUMN=VALUE); retention: delete what is older",
 }
 
 _OVERRIDE = re.compile(r"^[+~]{0,2}[A-Za-z_][\w.\-/@]*=")
@@ -113,12 +115,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _runs(rest)
         if command == "models":
             return _models(rest)
+        if command == "lineage" and rest[:1] == ["export"]:
+            from raylake.cli.lineage_export import export_command
+
+            return export_command(rest[1:])
         if command == "lineage":
             return _lineage(rest)
         if command == "branch":
             from raylake.cli.branch import branch_command
 
             return branch_command(rest)
+        if command == "governance":
+            from raylake.cli.governance import governance_command
+
+            return governance_command(rest)
         if command in ("pipelines", "repro", "exp"):
             from raylake.cli.pipelines import pipelines_command
 
@@ -241,6 +251,10 @@ def _lake(args: Sequence[str]) -> int:
     d.add_argument("v2", nargs="?")
     d.add_argument("--sample", type=int, default=5)
     sub.add_parser("du", help="bytes per table and branch, files shared by branches once")
+    sw = sub.add_parser("show", help="a table: version, rows, schema with each column's "
+                                     "class, entities and policy, table properties")
+    sw.add_argument("table")
+    sw.add_argument("--version")
     rs = sub.add_parser("restore", help="make an older version (or tag, timestamp) the latest")
     rs.add_argument("table")
     rs.add_argument("version")
@@ -293,6 +307,8 @@ def _lake(args: Sequence[str]) -> int:
     elif ns.op == "diff":
         print(json.dumps(diff_versions(lake, ns.table, ns.v1, ns.v2, ns.sample).to_dict(),
                          indent=2, default=str))
+    elif ns.op == "show":
+        _show_table(lake, ns.table, ns.version)
     elif ns.op == "du":
         from raylake.lake.usage import disk_usage
 
@@ -317,6 +333,32 @@ def _lake(args: Sequence[str]) -> int:
         for f in files:
             print(f"  {f}")
     return 0
+
+
+def _show_table(lake: Any, table: str, version: str | None) -> None:
+    """``raylake lake show``: what a person asks of one table first."""
+    from raylake.lake.classification import classification
+
+    dtab = lake.table(table, version)
+    classes = classification(lake, table).get(table, {})
+    print(f"{table} @ version {dtab.version()}: {lake.count(table, dtab.version()):,} rows")
+    meta = dtab.metadata()
+    if meta.description:
+        print(f"  {meta.description}")
+    rows = []
+    for f in dtab.schema().to_arrow():
+        c = classes.get(f.name, {})
+        rows.append({"column": f.name, "type": str(f.type), "class": c.get("class", ""),
+                     "entities": ", ".join(f"{e} {share:.0%}" for e, share
+                                           in sorted((c.get("entities") or {}).items())),
+                     "policy": c.get("policy", ""), "source": c.get("source", "")})
+    _print_rows(rows)
+    for f in dtab.schema().fields:  # what any Delta reader sees (ingest/govern.py)
+        mark = (f.metadata or {}).get("raylake.classification")
+        if mark:
+            print(f"  column metadata {f.name}: raylake.classification = {mark}")
+    if not classes:
+        print("  (no classification: ingested before governance, or not by `raylake ingest`)")
 
 
 def _branch_ref(lake: Any, ref: str) -> tuple[Any, str, str | None]:

@@ -231,8 +231,18 @@ class FeatureServerConfig:
     # changes, and/or the RAYLAKE_API_KEYS environment variable. No key: reads are open
     # and /push is off.
     api_keys_file: Optional[str] = None
+    # Features whose lake column is classified `restricted` (the `_classification` table,
+    # docs/governance.md) are refused (403) unless listed here: "view:feature", or "view"
+    # for all of a view's features.
+    allow_restricted: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        for i, name in enumerate(self.allow_restricted):
+            view, _, feature = str(name).partition(":")
+            if not view or (":" in str(name) and not feature):
+                raise ConfigValueError(
+                    f"feature_server.allow_restricted[{i}]={name!r} is not a feature or a "
+                    "view; write view:feature (e.g. customers:card) or view.")
         port("feature_server.port", self.port)
         replicas("feature_server", self.min_replicas, self.max_replicas)
         positive("feature_server.target_ongoing_requests", self.target_ongoing_requests, "8")

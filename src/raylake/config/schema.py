@@ -99,6 +99,7 @@ from raylake.config.serving import (
     ArmConfig,
     BatchPredictConfig,
     JoinOn,
+    LogKeys,
     ModelServerConfig,
 )
 from raylake.config.training import (
@@ -126,7 +127,7 @@ __all__ = [
     "ColumnType", "ConstraintConfig", "CostConfig", "CsvConfig", "DatasetConfig", "DdpBackend",
     "DriftConfig", "DriftMetric", "DriftThreshold", "EntityConfig", "FeatureConfig",
     "FeatureServerConfig", "FeatureViewConfig", "FeaturesConfig", "ImputeStrategy",
-    "IngestConfig", "InjectFailure", "JoinOn", "LakeConfig", "MaterializeConfig",
+    "IngestConfig", "InjectFailure", "JoinOn", "LakeConfig", "LogKeys", "MaterializeConfig",
     "ModelServerConfig", "OnDemandFeatureViewConfig", "OnlineStoreConfig", "OnlineStoreType",
     "Policy", "ProfileConfig", "QualityConfig", "RayConfig", "RaylakeConfig", "ReplayConfig",
     "ScalingSettings", "SchedulerType", "SourceConfig", "SourceFormat", "SplitConfig",

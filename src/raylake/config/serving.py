@@ -25,6 +25,14 @@ class JoinOn(Choice):
     unit_id = "unit_id"  # one observation per unit (the randomised unit)
 
 
+class LogKeys(Choice):
+    """What the model server's request log keeps of entity keys classified pii or restricted."""
+
+    hash = "hash"  # keyed HMAC-SHA256 (governance.key_env): joins and erasure still work
+    keep = "keep"  # the values as requested
+    drop = "drop"  # not logged
+
+
 class AbMetric(Choice):
     auto = "auto"  # rate for 0/1 outcomes, else mean
     rate = "rate"
@@ -83,6 +91,11 @@ class ModelServerConfig:
     # killed replica's rows are committed by the next replica on its node); one
     # subfolder per table. None: the system temp folder.
     log_spool_dir: Optional[str] = None
+    # The request's entity keys are logged (column `entities`); those whose column is
+    # classified pii or restricted in a feature view's table (`_classification`) are
+    # hashed with the key in governance.key_env (a server that has such keys to hash and
+    # no key refuses to start), kept, or dropped.
+    log_keys: LogKeys = LogKeys.hash
     # Where `raylake serve` writes the Serve config for `serve deploy`; None: not written.
     config_file: Optional[str] = None
     # Live-traffic profiles (serve/live_profile.py): each replica profiles the features
@@ -102,6 +115,7 @@ class ModelServerConfig:
     alerts_refresh_s: float = 60.0
 
     def __post_init__(self) -> None:
+        self.log_keys = choice(LogKeys, self.log_keys, "model_server.log_keys")
         port("model_server.port", self.port)
         check_duration(self.profile_window, "model_server.profile_window")
         replicas("model_server", self.min_replicas, self.max_replicas)

@@ -11,6 +11,11 @@ scope (``raylake.auth``: reads need ``read`` once keys are configured, push need
 against the declared entity, request or feature type. A bad request gets a 4xx
 whose message names the field; no input answers 500 and the replica stays
 healthy. Limits and autoscaling come from ``feature_server`` config.
+
+Features whose lake column is classified ``restricted`` (``_classification``, read once
+when a replica starts: ``features/access.py``) are not served: a request that reads one
+gets a 403 naming it and ``feature_server.allow_restricted``, which lists those a
+deployment may serve all the same.
 """
 
 import json
@@ -150,7 +155,8 @@ class FeatureServer:
     """A Serve replica answering Feast's HTTP API from the online store (routes in ``_ROUTES``)."""
 
     def __init__(self, features: dict[str, Any], store: StoreSettings, limits: dict[str, int],
-                 api_keys_file: str | None = None, require_keys: bool = False) -> None:
+                 api_keys_file: str | None = None, require_keys: bool = False,
+                 access: dict[str, Any] | None = None) -> None:
         from omegaconf import OmegaConf
 
         from raylake.config.schema import FeaturesConfig
@@ -159,6 +165,8 @@ class FeatureServer:
 
         cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(FeaturesConfig), features))
         self.registry = resolve(cfg)
+        # Restricted features this replica refuses (features/access.py), read once here.
+        self.refused = refused_in_lake(self.registry, access) if access else {}
         self.store = store.open()
         self.limits = Limits(**limits)
         # Read here, in the replica: keys never travel in the deployment's arguments.
@@ -312,7 +320,7 @@ class FeatureServer:
             raise BadRequest(422, f"full_feature_names is {show(full)}; use true or false.")
         entities = self._check_entities(body.get("entities"))
         return get_online_features(self.store, self.registry, wanted, entities,
-                                   full_feature_names=bool(full))
+                                   full_feature_names=bool(full), refused=self.refused)
 
     def _check_entities(self, entities: Any) -> dict[str, list[Any]]:
         """``entities`` once it is a dict of lists of the keys' types (else BadRequest)."""
@@ -335,6 +343,22 @@ class FeatureServer:
         return entities
 
 
+def refused_in_lake(registry: Any, access: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """The restricted features of ``registry`` that ``access["allow"]`` does not list, from
+    the lake's ``_classification`` (nothing when the lake has none)."""
+    from raylake.features.access import refused_features
+    from raylake.lake import Lake, Storage
+    from raylake.lake.classification import classification
+
+    lake = Lake(Storage.from_config(access["lake_root"], access["lake_options"]))
+    refused = refused_features(registry, classification(lake), access["allow"])
+    if refused:
+        log.info("feature server: restricted features refused (%s lists any to serve): %s",
+                 "feature_server.allow_restricted",
+                 ", ".join(f"{v}:{f}" for v, fs in sorted(refused.items()) for f in sorted(fs)))
+    return refused
+
+
 def server_limits(fs: Any) -> dict[str, int]:
     """The request limits of a ``feature_server`` config, as ``Limits`` takes them."""
     return {"max_body_bytes": fs.max_body_bytes, "max_items": fs.max_batch,
@@ -346,10 +370,20 @@ def build_app(conf: Any, lake: Any, store: StoreSettings):
     ``conf.feature_server``; its API keys are read by each replica (``raylake.auth``)."""
     from dataclasses import asdict
 
+    from raylake.config.redact import redact_options
+    from raylake.features.access import check_allowed
+    from raylake.features.definitions import resolve
+
     fs = conf.feature_server
     # A broken key file fails here, before any replica starts; keys found here must be
     # found by every replica too (a bool travels, never a key).
     require_keys = ApiKeys(fs.api_keys_file).configured
+    # An allow_restricted entry naming no feature fails here too; each replica reads the
+    # classification itself when it starts (credentials stay out of Serve's arguments).
+    if fs.allow_restricted:
+        check_allowed(resolve(conf.features), list(fs.allow_restricted))
+    access = {"lake_root": lake.root, "lake_options": redact_options(lake.storage.options),
+              "allow": list(fs.allow_restricted)}
     # Ray's stubs do not show what @serve.deployment makes of the class (a Deployment).
     deployment = FeatureServer.options(  # type: ignore[attr-defined]
         autoscaling_config={"min_replicas": fs.min_replicas, "max_replicas": fs.max_replicas,
@@ -357,4 +391,4 @@ def build_app(conf: Any, lake: Any, store: StoreSettings):
         ray_actor_options={"num_cpus": fs.replica_cpus},
     )
     return deployment.bind(asdict(conf.features), store, server_limits(fs), fs.api_keys_file,
-                           require_keys)
+                           require_keys, access)

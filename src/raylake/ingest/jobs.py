@@ -6,6 +6,7 @@ from typing import Any
 
 from raylake.config.schema import RaylakeConfig
 from raylake.errors import ConfigError, did_you_mean
+from raylake.ingest.govern import explicit_key
 from raylake.ingest.pipeline import TableResult, ingest_table
 from raylake.quality.constraints import constraints_for
 from raylake.runner import JobContext, job
@@ -19,6 +20,8 @@ def _check(conf: RaylakeConfig) -> None:
                 f"ingest.tables names {key!r}, which dataset {conf.dataset.name!r} does not "
                 f"have.{did_you_mean(key, tables)} Its tables: {', '.join(tables)}."
             )
+    for key in list(conf.ingest.tables) or list(tables):
+        explicit_key(conf.governance, tables[key])  # refuse before the lake or Ray start
 
 
 @job("ingest", help="ingest a dataset's tables into the lake (Ray Data -> Delta)", check=_check)
@@ -36,6 +39,7 @@ def ingest(ctx: JobContext) -> dict[str, Any]:
             constraints=constraints_for(conf.quality, table_name),
             profile=conf.profile.on_ingest,
             segment_by=_segment(conf.profile.segment_by, tables[key]),
+            governance=conf.governance,
         )
         results.append(res)
         run_rec.add_input(kind="files", table=res.table, files=res.files, fingerprint=res.fingerprint)
@@ -51,6 +55,10 @@ def ingest(ctx: JobContext) -> dict[str, Any]:
             "merge": res.merge_metrics, "constraints": res.checks,
             "profiled": res.profiled, "duplicates": res.duplicates,
             "cleansing": res.cleansing,
+            # which policy touched which columns (names and actions, never values)
+            "governance": {c: v["policy"] for c, v in res.classification.items()
+                           if v["policy"] != "keep"},
+            "classification": {c: v["class"] for c, v in res.classification.items()},
         }
         ctx.echo(_summary(res))
     if all(r.skipped for r in results):
@@ -80,4 +88,9 @@ def _summary(r: TableResult) -> str:
     flagged = [c for c in r.checks if c["policy"] == "warn" and not c["passed"]]
     if flagged:
         line += "\n  warnings: " + "; ".join(f"{c['name']}: {c['message']}" for c in flagged)
+    found = {c: v for c, v in r.classification.items() if v["class"] in ("pii", "restricted")}
+    if found:
+        line += "\n  classified: " + ", ".join(
+            f"{c} {v['class']} ({', '.join(sorted(v['entities'])) or v['source']}; {v['policy']})"
+            for c, v in sorted(found.items()))
     return line

@@ -13,6 +13,7 @@ it was; a re-run over the same input finds the fingerprint and adds nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Sequence
@@ -24,9 +25,10 @@ import pyarrow as pa
 import pyarrow.dataset as pds
 
 from raylake import errors as errors_module
-from raylake.config.schema import IngestConfig, TableConfig, WriteMode
+from raylake.config.schema import GovernanceConfig, IngestConfig, TableConfig, WriteMode
 from raylake.errors import CountMismatchError, IngestError, RaylakeError, did_you_mean
 from raylake.ingest.dedup import resolve_duplicates
+from raylake.ingest.govern import Governance, explicit_key, plan_governance
 from raylake.ingest.sources import (
     SourceFile,
     SourceSpec,
@@ -44,6 +46,7 @@ from raylake.ingest.tasks import (
 )
 from raylake.ingest.types import ColumnSpec, column_specs, declared_schema
 from raylake.ingest.writer import QUARANTINE_SCHEMA, WriteTarget
+from raylake.lake.classification import save_classification
 from raylake.lake.commit import (
     add_actions,
     already_committed,
@@ -83,6 +86,8 @@ class TableResult:
     checks: list[dict[str, Any]] = field(default_factory=list)
     cleansing: dict[str, Any] = field(default_factory=dict)
     profiled: bool = False
+    # column -> class, entities found and the policy applied (governance on)
+    classification: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,8 @@ class IngestOptions:
     constraints: tuple[Constraint, ...] = ()
     profile: bool = False  # save a profile of the committed version
     segment_by: str | None = None  # and one per value of this column
+    # Scan, classify and apply policies (docs/governance.md); None: none of it.
+    governance: GovernanceConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -114,6 +121,7 @@ class _Plan:
     fingerprint: str
     started: float  # perf_counter when listing began
     key: str = ""  # the table's key in dataset.tables (where its config lives)
+    governance: Governance | None = None  # resolved after the committed-input check
 
     @property
     def app_id(self) -> str:
@@ -156,6 +164,7 @@ def ingest_table(
     constraints: Sequence[Constraint] = (),
     profile: bool = False,
     segment_by: str | None = None,
+    governance: GovernanceConfig | None = None,
 ) -> TableResult:
     """Ingest the dataset table ``key`` (config ``tcfg``) into ``lake``; the keyword
     arguments are the fields of :class:`IngestOptions`.
@@ -166,7 +175,7 @@ def ingest_table(
     """
     opts = IngestOptions(run_id=run_id, job=job, ingest_cfg=ingest_cfg or IngestConfig(),
                          task_cpus=task_cpus, constraints=tuple(constraints), profile=profile,
-                         segment_by=segment_by)
+                         segment_by=segment_by, governance=governance)
     plan = _plan(lake, key, tcfg, opts)
     result = TableResult(plan.name, plan.mode, plan.fingerprint, files=[f.path for f in plan.files])
     result.seconds["list"] = round(time.perf_counter() - plan.started, 3)
@@ -174,6 +183,14 @@ def ingest_table(
         result.skipped = True
         result.version = lake.version(plan.name)
         return result
+    classes: list[Any] = []  # pii.types.ColumnClass
+    if opts.governance is not None:  # reads a sample; refuses before anything is written
+        gov, classes, schema = plan_governance(opts.governance, tcfg, plan.name, plan.files,
+                                               plan.source, plan.specs, plan.schema)
+        plan = dataclasses.replace(plan, schema=schema, governance=gov)
+        result.classification = {c.column: {"class": c.data_class, "entities": c.entities,
+                                            "policy": c.policy, "source": c.source}
+                                 for c in classes}
     try:
         write = _prepare_write(plan)  # may profile the source: a Ray pass
     except Exception as exc:
@@ -191,6 +208,9 @@ def ingest_table(
             raise
         _commit(plan, write, out, result)
         _save_profiles(plan, write, out, result)
+        if classes and not result.skipped:
+            save_classification(lake, plan.name, classes, run_id=opts.run_id,
+                                table_version=result.version)
     except Exception as exc:  # Ray wraps worker failures; keep the cause, say what happened
         err = _reraise(exc, plan.name)
         if err is exc:
@@ -210,13 +230,23 @@ def _plan(lake: Lake, key: str, tcfg: TableConfig, opts: IngestOptions) -> _Plan
     schema = declared_schema(specs)
     _check_keys(name, tcfg, schema)
     mode = WriteMode(tcfg.mode).value
+    governed = ""
+    if opts.governance is not None:
+        explicit_key(opts.governance, tcfg)  # a missing key refuses before any read
+        # The rules (not the key) are part of the input: new policies ingest anew.
+        governed = json.dumps({"scan": dataclasses.asdict(opts.governance.scan),
+                               "policies": _asdict(opts.governance.policies),
+                               "table_policies": _asdict(tcfg.policies),
+                               "classification": dict(tcfg.classification)},
+                              sort_keys=True, default=str)
     started = time.perf_counter()
     spec = source_spec(tcfg.source, lake.storage.options)
     files = list_files(spec)
     spec = with_format(spec, files)
     layout = json.dumps(
         {"table": name, "schema": str(schema), "pk": list(tcfg.primary_key), "mode": mode,
-         "partition_by": list(tcfg.partition_by)}, sort_keys=True)
+         "partition_by": list(tcfg.partition_by),
+         **({"governance": governed} if governed else {})}, sort_keys=True)
     return _Plan(lake, tcfg, opts, name, specs, schema, mode, spec, files,
                  fingerprint(files, spec, layout), started, key)
 
@@ -256,8 +286,10 @@ def _prepare_write(plan: _Plan) -> _WritePass:
 def _write_and_dedup(plan: _Plan, write: _WritePass, result: TableResult) -> WorkerOutputs:
     """Read, cast, check and write every source file; then take repeated keys out."""
     t1 = time.perf_counter()
+    gov = plan.governance if plan.governance is not None and plan.governance.active else None
     work = BlockWork(specs=plan.specs, primary_key=plan.primary_key, target=write.target,
-                     constraints=list(plan.opts.constraints), refs=write.refs, steps=write.steps)
+                     constraints=list(plan.opts.constraints), refs=write.refs, steps=write.steps,
+                     governance=gov)
     outputs = read_cast_write(plan.files, plan.source, work, plan.opts.task_cpus)
     result.seconds["read_cast_write"] = round(time.perf_counter() - t1, 3)
     out = collect_outputs(outputs)
@@ -541,3 +573,9 @@ def _root_cause(exc: BaseException) -> str:
         seen = seen.__cause__
     text = str(seen).strip().splitlines()
     return text[-1] if text else type(seen).__name__
+
+
+def _asdict(policies: Any) -> dict[str, Any]:
+    return {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) and not isinstance(v, type)
+            else v
+            for k, v in dict(policies).items()}

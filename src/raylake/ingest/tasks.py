@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 import ray
 
 from raylake.ingest.cast import COLUMN, ERROR, KEY, RAW, cast_block, rehash_keys
+from raylake.ingest.govern import Governance, govern_block
 from raylake.ingest.sources import RawRowsDatasource, SourceFile, SourceSpec
 from raylake.ingest.types import ColumnSpec
 from raylake.ingest.writer import KEYS_SCHEMA, WriteTarget, decode_keys, write_block
@@ -55,6 +56,7 @@ class BlockWork:
     constraints: list[Constraint]  # row checks run here; table checks on the driver
     refs: dict[str, pa.Array]  # reference constraints' allowed values
     steps: list[Step]  # cleansing steps
+    governance: Governance | None = None  # policies applied before anything is written
 
 
 def read_cast_write(files: Sequence[SourceFile], spec: SourceSpec, work: BlockWork,
@@ -101,6 +103,8 @@ def _cast_and_write(block: pa.Table, work: BlockWork) -> pa.Table:
         cast = rehash_keys(cast, work.primary_key)  # steps may have changed key columns
     cast, counts = apply_row_checks(cast, work.constraints, work.refs, work.target.columns,
                                     _MARKERS)
+    if work.governance is not None:  # after the checks (they judge the values as they came)
+        cast = govern_block(cast, work.governance)
     out = write_block(cast, work.target)
     if not counts and not changed:
         return out

@@ -60,4 +60,5 @@ def read_audit(lake: Lake, action: str | None = None) -> list[dict[str, Any]]:
     rows = lake.read(AUDIT_TABLE, system=True)
     if action is not None:
         rows = rows.filter(pc.equal(rows["action"], action))
-    return rows.sort_by([("at", "ascending")]).to_pylist()
+    out: list[dict[str, Any]] = rows.sort_by([("at", "ascending")]).to_pylist()
+    return out

@@ -61,7 +61,7 @@ def classification_history(lake: Lake, table: str | None = None) -> list[dict[st
     rows = lake.read(CLASSIFICATION_TABLE, system=True)
     if table is not None:
         rows = rows.filter(pc.equal(rows["table"], table))
-    out = rows.sort_by([("at", "ascending")]).to_pylist()
+    out: list[dict[str, Any]] = rows.sort_by([("at", "ascending")]).to_pylist()
     for row in out:
         row["entities"] = json.loads(row["entities"] or "{}")
     return out

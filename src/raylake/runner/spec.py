@@ -9,7 +9,8 @@ Every job runs the same way, so no job repeats it:
 4. Ray is started or joined (``ray=False`` jobs skip it);
 5. a run record is opened with the resolved config, secrets redacted
    (``record=False`` jobs keep none), and marked succeeded or failed when the job
-   returns or raises;
+   returns or raises; then its reads of columns classified pii or restricted are
+   audited (``runner/audit.py``: one ``_audit`` row per table, never failing the run);
 6. the job's ``summary`` line(s) are printed after the record is written, and the
    result carries ``run_id`` and ``status``;
 7. an exception that is not a :class:`RaylakeError` is wrapped in :class:`JobError`
@@ -33,6 +34,7 @@ from raylake.config.schema import RaylakeConfig
 from raylake.errors import JobError, RaylakeError
 from raylake.lake.runs import RunRecorder
 from raylake.lake.tables import Lake
+from raylake.runner.audit import audit_reads
 from raylake.runner.context import JobContext
 from raylake.runner.registry import register
 from raylake.runtime import ensure_ray
@@ -118,9 +120,13 @@ def run_spec(spec: JobSpec, cfg: DictConfig | RaylakeConfig, *,
         result = _call(spec, ctx, options, run_id=None)
     else:
         origin = cfg if isinstance(cfg, DictConfig) else None
-        with RunRecorder(lake, spec.name, resolved_config(raw, conf, origin)) as run:
-            ctx.run = run
-            result = _call(spec, ctx, options, run_id=run.run_id)
+        recorder = RunRecorder(lake, spec.name, resolved_config(raw, conf, origin))
+        try:
+            with recorder as run:
+                ctx.run = run
+                result = _call(spec, ctx, options, run_id=run.run_id)
+        finally:  # a failed run read its inputs too
+            audit_reads(lake, recorder.record, conf.governance.purpose)
         result.setdefault("run_id", run.run_id)
         result.setdefault("status", run.status)
     summary = result.pop("summary", None)

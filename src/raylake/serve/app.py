@@ -18,7 +18,9 @@ state as gauges (``alert_gauges.py``).
 Requests of one replica are scored together (``@serve.batch``, one model call per
 arm). Shadow arms score a copy of the request after the answer is sent; their answers
 go to the request log only. Every answer, error and shadow answer is logged
-(``request_log.py``); metrics go through ``ray.util.metrics`` (docs/serving.md).
+(``request_log.py``), entity keys classified pii or restricted as
+``model_server.log_keys`` says (hashed by default, ``log_keys.py``); metrics go through
+``ray.util.metrics`` (docs/serving.md).
 
 Live-traffic profiles (``model_server.live_profile``, on by default): every answer's
 features, as the model saw them, and predictions, main and shadow arms, are added to
@@ -63,6 +65,7 @@ from raylake.serve.inputs import (
     to_table,
     with_bare_names,
 )
+from raylake.serve.log_keys import log_key_policy
 
 app = FastAPI(title="raylake model server")
 log = logging.getLogger("raylake.serve")
@@ -135,6 +138,12 @@ class ModelServer:
             self.lake, table, replica=self.replica, spool_dir=settings.get("log_spool_dir"),
             flush_rows=settings["log_flush_rows"], flush_s=settings["log_flush_s"],
         ) if table else None
+        # Governed entity keys in the log: hashed, kept or dropped (serve/log_keys.py).
+        # Hashing with no key in this replica's environment: it does not start.
+        self.log_keys = log_key_policy(settings.get("log_keys", "keep"),
+                                       settings.get("governed_keys", []),
+                                       settings.get("key_env", "RAYLAKE_GOVERNANCE_KEY"),
+                                       logging=self.request_log is not None)
         self.replay_clock = bool(settings.get("replay_clock"))
         self.profiler = self._open_profiler(settings) if settings.get("live_profile") else None
         self.lookup: Any = None  # (registry, store, service, key types) of the feature lookups
@@ -209,36 +218,39 @@ class ModelServer:
         ``request_id``: 4xx for the client's fault, 500 for the server's."""
         start = time.perf_counter()
         request_id = uuid.uuid4().hex
-        unit_id, arm, at = None, None, None
+        unit_id, arm, at, keys = None, None, None, None
         try:
             self.keys.check(request.headers, "read")
             at = self._clock(request.headers)
             raw = await read_body(request, self.limits, BadRequest)
             req = parse_request(read_json(raw, self.limits), self.kinds, self.limits,
                                 self.lookup[3] if self.lookup else None, self.max_unit_id)
-            unit_id = req.unit_id
+            unit_id, keys = req.unit_id, req.entities
             # Without a unit id the request is its own unit: a fair draw, not sticky.
             arm = self.assigner.assign(unit_id or request_id)
             columns = self._columns(req, at)
             used, table = self._inputs(arm.name, columns)
             predictions = await self._score((arm.name, table))
         except BadRequest as exc:
-            return self._failed(exc.status, exc.kind, exc, request_id, unit_id, arm, start, at)
+            return self._failed(exc.status, exc.kind, exc, request_id, unit_id, arm, start, at,
+                                keys)
         except AuthError as exc:  # no key, a wrong key or one without the read scope
             return self._failed(exc.status, "auth", exc, request_id, unit_id, arm, start, at)
         except RaylakeError as exc:  # e.g. the online lookup refused the entities
             status = 404 if isinstance(exc, LookupError) else 422
-            return self._failed(status, "lookup", exc, request_id, unit_id, arm, start, at)
+            return self._failed(status, "lookup", exc, request_id, unit_id, arm, start, at,
+                                keys)
         except Exception as exc:  # a bug or a broken model: the client is not at fault
             log.exception("predict failed")
-            return self._failed(500, "internal", exc, request_id, unit_id, arm, start, at)
+            return self._failed(500, "internal", exc, request_id, unit_id, arm, start, at, keys)
         ms = (time.perf_counter() - start) * 1000
         self._observe(arm, 200, len(predictions), ms)
         self._log(request_id, unit_id, arm, 200, rows=len(predictions), features=used,
-                  predictions=predictions, latency_ms=ms, at=at)
+                  predictions=predictions, latency_ms=ms, at=at, entities=keys)
         self._profile(arm, used, predictions, at)
         for shadow in self.assigner.shadows:
-            task = asyncio.create_task(self._shadow(shadow, columns, request_id, unit_id, at))
+            task = asyncio.create_task(self._shadow(shadow, columns, request_id, unit_id, at,
+                                                    keys))
             self._shadow_tasks.add(task)
             task.add_done_callback(self._shadow_tasks.discard)
         return JSONResponse({"request_id": request_id, "unit_id": unit_id, "arm": arm.name,
@@ -351,7 +363,7 @@ class ModelServer:
         return out
 
     async def _shadow(self, arm: Any, columns: dict[str, list[Any]], request_id: str,
-                      unit_id: Any, at: Any = None) -> None:
+                      unit_id: Any, at: Any = None, entities: Any = None) -> None:
         start = time.perf_counter()
         try:
             used, table = self._inputs(arm.name, columns)
@@ -361,18 +373,18 @@ class ModelServer:
             status = exc.status if isinstance(exc, BadRequest) else 500
             self.m_errors.inc(tags={"kind": "shadow"})
             self._log(request_id, unit_id, arm, status, error_kind="shadow",
-                      error=str(exc)[:1000], latency_ms=ms, at=at)
+                      error=str(exc)[:1000], latency_ms=ms, at=at, entities=entities)
             return
         ms = (time.perf_counter() - start) * 1000
         self._observe(arm, 200, len(predictions), ms)
         self._log(request_id, unit_id, arm, 200, rows=len(predictions), features=used,
-                  predictions=predictions, latency_ms=ms, at=at)
+                  predictions=predictions, latency_ms=ms, at=at, entities=entities)
         self._profile(arm, used, predictions, at)
 
     # -- bookkeeping -------------------------------------------------------------------
 
     def _failed(self, status: int, kind: str, exc: Exception, request_id: str, unit_id: Any,
-                arm: Any, start: float, at: Any = None) -> JSONResponse:
+                arm: Any, start: float, at: Any = None, entities: Any = None) -> JSONResponse:
         ms = (time.perf_counter() - start) * 1000
         self.m_errors.inc(tags={"kind": kind})
         if arm is not None:
@@ -382,7 +394,7 @@ class ModelServer:
         text = safe_text(str(exc))
         message = text if status < 500 else f"Internal error ({type(exc).__name__}); see the replica's log."
         self._log(request_id, unit_id, arm, status, error_kind=kind, error=text[:1000],
-                  latency_ms=ms, at=at)
+                  latency_ms=ms, at=at, entities=entities)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         return JSONResponse({"error": message, "kind": kind, "request_id": request_id},
                             status_code=status, headers=headers)
@@ -398,9 +410,14 @@ class ModelServer:
 
     def _log(self, request_id: str, unit_id: Any, arm: Any, status: int, *, rows: int = 0,
              features: Any = None, predictions: Any = None, error_kind: Any = None,
-             error: Any = None, latency_ms: float = 0.0, at: Any = None) -> None:
+             error: Any = None, latency_ms: float = 0.0, at: Any = None,
+             entities: Any = None) -> None:
         if self.request_log is None:
             return
+        if self.log_keys.active:  # governed keys hashed or left out (serve/log_keys.py)
+            if error:  # a refused value may be a raw key
+                error = self.log_keys.scrub(error, entities)
+            features, entities = self.log_keys.apply(features), self.log_keys.apply(entities)
         self.request_log.add(
             at=at,
             request_id=request_id, unit_id=unit_id, experiment=self.assigner.salt,
@@ -408,6 +425,7 @@ class ModelServer:
             model_version=arm.version if arm else None, shadow=bool(arm and arm.shadow),
             status=status, error_kind=error_kind, error=error, rows=rows,
             features=json.dumps(features, default=str) if features is not None else None,
+            entities=json.dumps(entities, default=str) if entities else None,
             predictions=predictions, latency_ms=latency_ms, replica=self.replica)
 
     def _profile(self, arm: Any, used: dict[str, list[Any]], predictions: list[float],
@@ -449,6 +467,17 @@ class ModelServer:
 
 def build_app(conf: Any, lake: Any):
     """The Serve application: arms pinned to versions, autoscaling from ``conf.model_server``."""
+    # @serve.deployment made the class a Deployment; type checkers still see the class.
+    deployment = ModelServer.options(  # type: ignore[attr-defined]
+        **deployment_options(conf.model_server))
+    return deployment.bind(*server_args(conf, lake))
+
+
+def server_args(conf: Any, lake: Any) -> tuple[Any, ...]:
+    """The arguments each replica gets (``ModelServer``): arms pinned to versions, the
+    lake's root and redacted options, the settings and the feature lookup. Refuses here,
+    before any replica starts: an unknown model or version, a broken key file, governed
+    entity keys to hash in the log and no key in the environment."""
     from dataclasses import asdict
 
     from raylake.config.redact import redact_options
@@ -459,6 +488,11 @@ def build_app(conf: Any, lake: Any):
 
     ms = conf.model_server
     arms = resolve_arms(conf.model, ms.arms, ModelRegistry(lake))
+    # Entity keys classified pii/restricted (serve/log_keys.py): their names travel, the
+    # key is read by each replica; a missing key refuses here, before anything is written.
+    governed = sorted(_governed_keys(conf, lake))
+    log_key_policy(str(ms.log_keys), governed, conf.governance.key_env,
+                   logging=bool(ms.request_log_table))
     if ms.request_log_table:
         ensure_table(lake, ms.request_log_table)
     if ms.live_profile:
@@ -480,17 +514,30 @@ def build_app(conf: Any, lake: Any):
     # A broken key file fails here, before any replica starts; keys found here must be
     # found by every replica too (a bool travels, never a key).
     settings["require_api_keys"] = ApiKeys(ms.api_keys_file).configured
+    settings.update(log_keys=str(ms.log_keys), key_env=conf.governance.key_env,
+                    governed_keys=governed)
     # POST /outcomes and the monitoring gauges (serve/outcomes.py, serve/alert_gauges.py).
     settings.update(outcomes_table=conf.outcomes.table,
                     max_outcomes=conf.outcomes.max_rows_per_request,
                     alerts_refresh_s=ms.alerts_refresh_s, monitor_table=conf.monitor.table)
-    # @serve.deployment made the class a Deployment; type checkers still see the class.
-    deployment = ModelServer.options(**deployment_options(ms))  # type: ignore[attr-defined]
     # Serve keeps a deployment's arguments: credentials stay out (config/redact.py); the
     # replicas read them from their environment.
-    return deployment.bind([a.to_dict() for a in arms], lake.root,
-                           redact_options(lake.storage.options),
-                           settings, lookup)
+    return ([a.to_dict() for a in arms], lake.root, redact_options(lake.storage.options),
+            settings, lookup)
+
+
+def _governed_keys(conf: Any, lake: Any) -> dict[str, str]:
+    """Entity keys of the feature definitions classified pii or restricted: nothing to
+    read when the lake has no ``_classification`` (or the log keeps every key)."""
+    from raylake.lake.classification import CLASSIFICATION_TABLE, classification
+    from raylake.serve.log_keys import governed_keys
+
+    ms = conf.model_server
+    if (str(ms.log_keys) == "keep" or not ms.request_log_table
+            or not conf.features.feature_views
+            or not lake.exists(CLASSIFICATION_TABLE, system=True)):
+        return {}
+    return governed_keys(conf.features, classification(lake))
 
 
 def deployment_options(ms: Any) -> dict[str, Any]:

@@ -1,5 +1,9 @@
 """The model server's request log: one lake row per answer, spooled, appended in batches.
 
+A row holds the request's entity keys (``entities``) and the model's inputs (``features``)
+as ``model_server.log_keys`` says: keys classified pii or restricted are hashed by
+default, before the row is spooled (serve/log_keys.py), so no raw key reaches the disk.
+
 Each replica writes every row as a JSON line to its own spool file on local disk
 before the answer is sent (one unbuffered ``os.write``: the request path never waits
 for the lake). A background thread rotates that file into a *batch* every
@@ -74,6 +78,9 @@ SCHEMA = pa.schema([
     pa.field("predictions", pa.list_(pa.float64())),
     pa.field("latency_ms", pa.float64(), nullable=False),
     pa.field("replica", pa.string()),
+    # JSON: the request's entity keys {key: [values]}; those classified pii or restricted
+    # as model_server.log_keys says (hashed by default; serve/log_keys.py).
+    pa.field("entities", pa.string()),
 ])
 
 APP_PREFIX = "raylake.requests."  # + replica: the Delta application transaction id

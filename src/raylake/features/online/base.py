@@ -78,6 +78,11 @@ class OnlineStore(ABC):
     def teardown(self, view: str | None = None) -> None:
         """Remove a view's rows (all rows when None)."""
 
+    @abstractmethod
+    def delete(self, keys: Sequence[str]) -> int:
+        """Remove the rows of these entity keys (:func:`entity_key` strings, of any views);
+        return how many were stored. Erasure (``raylake governance erase``) calls it."""
+
     def read(self, view: str, keys: Sequence[str], key_values: Sequence[Sequence[Any]],
              features: Sequence[str], ttl: dt.timedelta | None,
              now: dt.datetime | None = None) -> list[dict[str, Read]]:

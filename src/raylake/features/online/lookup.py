@@ -14,6 +14,7 @@ from typing import Any
 
 from raylake.errors import ConfigError
 from raylake.features import on_demand
+from raylake.features.access import Refused, check_access
 from raylake.features.definitions import Registry
 from raylake.features.online.base import NULL, PRESENT, OnlineStore
 
@@ -22,13 +23,18 @@ _EPOCH = "1970-01-01T00:00:00Z"
 
 def get_online_features(store: OnlineStore, registry: Registry, features: list[str] | str,
                         entities: dict[str, list[Any]], *, full_feature_names: bool = False,
-                        now: dt.datetime | None = None) -> dict[str, Any]:
+                        now: dt.datetime | None = None,
+                        refused: Refused | None = None) -> dict[str, Any]:
     """Feast's response for ``features`` (``"view:feature"`` names, or a feature service
     name) at the ``entities`` rows: join keys first (request fields are not echoed), then
     each feature, named ``view__feature`` with ``full_feature_names``; on-demand features
     are computed from the values read. ConfigError when the entity lists differ in length or
-    lack a view's join key; FeatureNotFoundError for an unknown feature or service."""
+    lack a view's join key; FeatureNotFoundError for an unknown feature or service;
+    FeatureRequestError (403) when the request reads a feature of ``refused``
+    (``features.access``: restricted features a server does not serve), before any read."""
     plan = _plan(registry, features)
+    if refused:
+        check_access(plan, refused)
     sizes = {len(v) for v in entities.values()}
     if len(sizes) != 1:
         raise ConfigError(f"Every entity key needs the same number of values; got {sorted(sizes)}.")

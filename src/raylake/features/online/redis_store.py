@@ -72,3 +72,12 @@ class RedisStore(OnlineStore):
         pattern = self._prefix + (f"{view}|*" if view else "*")
         for key in self._client.scan_iter(match=pattern, count=1000):
             self._client.delete(key)
+
+    def delete(self, keys: Sequence[str]) -> int:
+        """Delete the hashes of ``keys`` (1,000 keys a ``DEL``); returns how many existed."""
+        deleted = 0
+        for i in range(0, len(keys), 1000):
+            chunk = [self._prefix + k for k in keys[i : i + 1000]]
+            if chunk:
+                deleted += int(self._client.delete(*chunk))
+        return deleted

@@ -76,3 +76,16 @@ class SqliteStore(OnlineStore):
                 conn.execute("DELETE FROM features")
             else:
                 conn.execute("DELETE FROM features WHERE view = ?", (view,))
+
+    def delete(self, keys: Sequence[str]) -> int:
+        """Delete the rows of ``keys`` in one transaction, 500 keys a statement; returns
+        how many rows were deleted."""
+        conn = self._conn()
+        deleted = 0
+        with conn:
+            for i in range(0, len(keys), 500):
+                chunk = list(keys[i : i + 500])
+                marks = ",".join("?" * len(chunk))
+                deleted += conn.execute(f"DELETE FROM features WHERE key IN ({marks})",
+                                        chunk).rowcount
+        return deleted
