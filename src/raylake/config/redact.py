@@ -49,6 +49,7 @@ NON_SECRET_NAMES = frozenset({
     "primary_key", "primary_keys", "join_key", "join_keys", "entity_key", "entity_keys",
     "partition_key", "partition_keys", "sort_key", "sort_keys", "key_column", "key_columns",
     "keys",
+    "log_keys",  # model_server.log_keys: how entity keys are logged (hash, keep, drop)
 })
 
 # A name ending so points at where a secret lives (a file, an environment variable), and
