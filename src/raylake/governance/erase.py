@@ -28,6 +28,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import pyarrow as pa
+
 from raylake.errors import GovernanceError, RaylakeError
 from raylake.features.online.settings import StoreSettings, store_settings
 from raylake.governance.locate import (
@@ -45,8 +47,15 @@ from raylake.governance.locate import (
     where_to_look,
 )
 from raylake.governance.rewrite import delete_rows
-from raylake.governance.subject import Subject, make_subject, short, value_entities
-from raylake.governance.versions import check_retention, data_path, spans, vacuum
+from raylake.governance.subject import Subject, make_subject, match_text, short, value_entities
+from raylake.governance.versions import (
+    check_retention,
+    data_path,
+    log_quoting,
+    scrub_log,
+    spans,
+    vacuum,
+)
 from raylake.lake.audit import append_audit
 from raylake.lake.classification import classification
 from raylake.lake.orphans import Orphan, remove_orphans
@@ -62,7 +71,7 @@ class TableErasure:
     """One table's part of an erasure."""
 
     table: str
-    columns: list[str]  # the columns that matched
+    columns: list[str]  # the columns that held the subject (in any file)
     version_before: int
     rows: int = 0  # the subject's rows deleted from the latest version (dry run: to delete)
     files: int = 0  # files rewritten or removed
@@ -72,6 +81,8 @@ class TableErasure:
     still_held: list[int] = field(default_factory=list)  # versions kept by the retention
     files_vacuumed: int = 0
     orphans: int = 0  # orphan files that held the subject, deleted
+    log_scrubbed: list[int] = field(default_factory=list)  # commits whose file stats were cut
+    log_quoting: list[int] = field(default_factory=list)  # commits that still quote the subject
 
     def to_dict(self) -> dict[str, Any]:
         """The table's part as a plain dict."""
@@ -83,7 +94,8 @@ class EraseResult:
     keys: dict[str, str]  # key column -> digest of the value
     dry_run: bool
     retention_hours: int
-    searched: list[str]  # tables searched
+    searched: list[str]  # tables searched: those with a column that could hold the subject
+    in_lake: int  # tables looked at (every table of the lake, and the profile stores)
     tables: list[TableErasure]
     online: dict[str, int]  # "<store>: <view>" -> keys deleted (dry run: stored)
     stores: list[str]  # the online stores searched
@@ -119,9 +131,10 @@ class EraseResult:
         """What was (or would be) done, for the terminal: never the value."""
         keys = ", ".join(f"{c} ({short(d)})" for c, d in self.keys.items())
         verb = "would delete" if self.dry_run else "deleted"
-        lines = [f"erase {keys}{' (dry run)' if self.dry_run else ''}: {len(self.tables)} of "
-                 f"{len(self.searched)} tables searched hold the subject; {verb} "
-                 f"{self.rows:,} rows; {self.unreadable} versions "
+        lines = [f"erase {keys}{' (dry run)' if self.dry_run else ''}: {len(self.tables)} "
+                 f"tables hold the subject (searched {len(self.searched)} of {self.in_lake}: "
+                 f"those with a column that could); {verb} {self.rows:,} rows; "
+                 f"{self.unreadable} versions "
                  f"{'would become' if self.dry_run else 'made'} unreadable "
                  f"(vacuum retention {self.retention_hours} h)"]
         for t in self.tables:
@@ -135,6 +148,9 @@ class EraseResult:
                          f"vacuum after the retention ({self.retention_hours} h)")
             if t.orphans:
                 line += f"; {t.orphans} orphan files deleted"
+            if t.log_quoting:
+                line += (f"; the log of versions {spans(t.log_quoting)} still quotes the subject "
+                         "(statistics of files kept by the retention, or a commit's own text)")
             lines.append(line)
         for where, n in sorted(self.online.items()):
             lines.append(f"  online {where}: {n} keys {'to delete' if self.dry_run else 'deleted'}")
@@ -203,6 +219,7 @@ def erase(lake: Lake, cfg: Any, key: Mapping[str, str], retention_hours: float |
     derived, trained = downstream(lake, {f.where.table: f.held for f in found})
     result = EraseResult(
         keys=digests, dry_run=dry_run, retention_hours=hours, searched=sorted(places),
+        in_lake=len(tables) + sum(lake.exists(p, system=True) for p in set(profiles) if p),
         tables=[], online={}, stores=[describe(s) for s, _ in online], unreachable=unreachable,
         derived={t: sorted(vs) for t, vs in derived.items()
                  if t not in {f.where.table for f in found}},
@@ -224,7 +241,7 @@ def erase(lake: Lake, cfg: Any, key: Mapping[str, str], retention_hours: float |
 def _erase_table(lake: Lake, f: Found, subjects: Sequence[Subject], hours: int, dry_run: bool,
                  run: RunRecord | None) -> TableErasure:
     table, history = f.where.table, f.history
-    t = TableErasure(table, sorted({*f.where.whole, *f.where.text}), history.latest,
+    t = TableErasure(table, sorted(f.columns), history.latest,
                      rows=f.live_rows, files=len(f.live_files), held=f.held)
     held = set(t.held)
     keep = [v for v in history.versions() if v not in held]
@@ -259,6 +276,13 @@ def _erase_table(lake: Lake, f: Found, subjects: Sequence[Subject], hours: int, 
         t.orphans = len(remove_orphans(lake, orphans))
     left = [p for p in f.files if data_path(lake, table, p)]
     t.still_held = history.versions_reading(left)
+
+    def quotes(lines: list[str]) -> list[bool]:
+        return [bool(b) for b in match_text(pa.array(lines, pa.string()), subjects)]
+
+    gone = [p for p in f.files if p not in set(left)]
+    t.log_scrubbed = scrub_log(lake, table, history, gone, quotes, system=system)
+    t.log_quoting = log_quoting(lake, table, history, quotes, system=system)
     return t
 
 
@@ -339,6 +363,7 @@ def _record(lake: Lake, result: EraseResult, run: RunRecord | None) -> None:
                         "version_before": t.version_before, "versions_held": t.held,
                         "versions_unreadable": t.unreadable, "versions_still_held": t.still_held,
                         "files_vacuumed": t.files_vacuumed, "orphans_deleted": t.orphans,
+                        "log_scrubbed": t.log_scrubbed, "log_quoting": t.log_quoting,
                         "retention_hours": result.retention_hours}}
             for t in result.tables]
     rows.append({"action": "erase", "run_id": run_id, "job": JOB, "table": None,

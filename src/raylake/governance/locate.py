@@ -60,16 +60,20 @@ class Where:
         keys = [k for ks in self.views.values() for k in ks]
         return list(dict.fromkeys([*self.whole, *self.text, *keys]))
 
+    def masks(self, rows: pa.Table, subjects: Sequence[Subject]) -> dict[str, np.ndarray]:
+        """Per column searched: the rows where it holds a subject."""
+        out = {c: match_whole(rows.column(c), subjects)
+               for c in self.whole if c in rows.column_names}
+        out.update({c: match_text(rows.column(c), subjects)
+                    for c in self.text if c in rows.column_names})
+        return out
+
     def matcher(self, subjects: Sequence[Subject]) -> Any:
-        """rows -> the rows that hold a subject."""
+        """rows -> the rows that hold a subject (in any column searched)."""
         def match(rows: pa.Table) -> np.ndarray:
             out = np.zeros(rows.num_rows, bool)
-            for c in self.whole:
-                if c in rows.column_names:
-                    out |= match_whole(rows.column(c), subjects)
-            for c in self.text:
-                if c in rows.column_names:
-                    out |= match_text(rows.column(c), subjects)
+            for mask in self.masks(rows, subjects).values():
+                out |= mask
             return out
         return match
 
@@ -83,6 +87,7 @@ class Found:
     hits: dict[str, int]  # data file path -> the subject's rows in it (0: none)
     orphans: dict[str, int]  # orphan file (under the lake root) -> the subject's rows
     key_values: dict[str, set[tuple[Any, ...]]]  # view -> join key values of those rows
+    columns: set[str] = field(default_factory=set)  # the columns that held the subject
 
     @property
     def files(self) -> list[str]:
@@ -230,7 +235,12 @@ def search(lake: Lake, where: Where, subjects: Sequence[Subject]) -> Found:
         rows = read_file(lake, where.table, f.path, f.partition_values, where.columns, schema)
         if rows is None:
             continue  # vacuumed: no version that reads it can be read
-        mask = match(rows)
+        masks = where.masks(rows, subjects)
+        mask = np.zeros(rows.num_rows, bool)
+        for col, m in masks.items():
+            mask |= m
+            if m.any():
+                found.columns.add(col)
         found.hits[f.path] = int(mask.sum())
         if mask.any():
             _key_values(found, rows.filter(pa.array(mask)))

@@ -94,12 +94,19 @@ def make_subject(column: str, value: str, entities: Iterable[str], key: bytes | 
                    bare=bare, digest=digest_of(value, key))
 
 
+# Records' digests are of this prefix and the value: never equal to the hash policy's
+# HMAC of the value, which the erased columns held (a record must not rejoin them).
+DIGEST_CONTEXT = b"raylake.erase:"
+
+
 def digest_of(value: str, key: bytes | None) -> str:
     """What records keep of a value: ``hmac-sha256:<hex>`` with the governance key (no
-    one without the key can test a guess), else ``sha256:<hex>``."""
+    one without the key can test a guess), else ``sha256:<hex>``; either of
+    ``DIGEST_CONTEXT`` and the value, so whoever holds the value can show it was erased."""
+    data = DIGEST_CONTEXT + value.encode()
     if key is not None:
-        return "hmac-sha256:" + hmac.digest(key, value.encode(), "sha256").hex()
-    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
+        return "hmac-sha256:" + hmac.digest(key, data, "sha256").hex()
+    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def short(digest: str) -> str:

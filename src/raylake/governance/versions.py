@@ -12,7 +12,8 @@ list per version.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
@@ -23,6 +24,7 @@ from deltalake.exceptions import DeltaError
 
 from raylake.errors import LakeError, RaylakeError, UnsafeOperationError
 from raylake.lake.commit import commit_properties
+from raylake.lake.names import validate_table_name
 from raylake.lake.tables import SAFE_VACUUM_RETENTION_HOURS, Lake
 
 LOG = "_delta_log"
@@ -149,6 +151,90 @@ def data_path(lake: Lake, table: str, path: str) -> str:
         if fs.get_file_info(full).type == pafs.FileType.File:
             return full
     return ""
+
+
+# -- the log's own copies of values ----------------------------------------------------
+
+def scrub_log(lake: Lake, table: str, history: FileHistory, gone: Iterable[str],
+              quotes: Callable[[list[str]], list[bool]], *, system: bool = False) -> list[int]:
+    """Drop the min/max statistics from the log's add and remove entries of files that
+    are ``gone`` (vacuumed: no version that names them can be read) where ``quotes`` says
+    they quote a value (a string column's min or max is a value: an erased address stays
+    in the log after its file is deleted). Each commit file so changed is replaced whole
+    (written aside, then moved over it); its other lines are kept byte for byte. Returns
+    the versions whose commit files were changed."""
+    wanted = {unquote(p) for p in gone}
+    if not wanted:
+        return []
+    fs, root = lake.storage.filesystem()
+    log = f"{root.rstrip('/')}/{validate_table_name(table, system=system)}/{LOG}"
+    changed = []
+    for version in range(history.first, history.latest + 1):
+        path = f"{log}/{version:020d}.json"
+        try:
+            with fs.open_input_stream(path) as src:
+                lines = src.read().decode("utf-8").splitlines()
+        except (FileNotFoundError, OSError):
+            continue  # before the oldest kept commit
+        candidates = [i for i, line in enumerate(lines) if line.strip()
+                      and _entry_path(line) in wanted]
+        flags = quotes([lines[i] for i in candidates]) if candidates else []
+        hits = [i for i, hit in zip(candidates, flags) if hit]
+        if not hits:
+            continue
+        for i in hits:
+            lines[i] = _without_bounds(lines[i])
+        _replace(fs, path, ("\n".join(lines) + "\n").encode("utf-8"), lake.storage.local)
+        changed.append(version)
+    return changed
+
+
+def log_quoting(lake: Lake, table: str, history: FileHistory,
+                quotes: Callable[[list[str]], list[bool]], *, system: bool = False) -> list[int]:
+    """The versions whose commit file quotes a value (``quotes`` judges each line)."""
+    fs, root = lake.storage.filesystem()
+    log = f"{root.rstrip('/')}/{validate_table_name(table, system=system)}/{LOG}"
+    out = []
+    for version in range(history.first, lake.version(table, system=system) + 1):
+        try:
+            with fs.open_input_stream(f"{log}/{version:020d}.json") as src:
+                lines = src.read().decode("utf-8").splitlines()
+        except (FileNotFoundError, OSError):
+            continue
+        if any(quotes(lines)):
+            out.append(version)
+    return out
+
+
+def _entry_path(line: str) -> str | None:
+    action = json.loads(line)
+    entry = action.get("add") or action.get("remove")
+    return unquote(entry["path"]) if isinstance(entry, dict) and entry.get("path") else None
+
+
+def _without_bounds(line: str) -> str:
+    action = json.loads(line)
+    kind = "add" if "add" in action else "remove"
+    entry = action[kind]
+    stats = entry.get("stats")
+    if isinstance(stats, str) and stats:
+        kept = {k: v for k, v in json.loads(stats).items() if k not in ("minValues", "maxValues")}
+        entry["stats"] = json.dumps(kept, separators=(",", ":"))
+    entry.pop("stats_parsed", None)
+    return json.dumps(action, separators=(",", ":"))
+
+
+def _replace(fs: pafs.FileSystem, path: str, data: bytes, local: bool) -> None:
+    """Write ``data`` over ``path``: beside it then renamed on a local disk (a reader sees
+    the old file or the new one), one put on an object store (atomic there)."""
+    if not local:
+        with fs.open_output_stream(path) as out:
+            out.write(data)
+        return
+    aside = f"{path}.{uuid.uuid4().hex}.scrub"
+    with fs.open_output_stream(aside) as out:
+        out.write(data)
+    fs.move(aside, path)
 
 
 # -- vacuum ------------------------------------------------------------------------------
