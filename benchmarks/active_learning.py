@@ -1,16 +1,19 @@
-"""Active learning on YouTube spam: test accuracy against the number of labels, uncertainty
-(margin) sampling against random sampling, 5 seeds each.
+"""Active learning on YouTube spam: test accuracy against the number of labels, the
+configured uncertainty strategy (``active_labeling.strategy``; density-weighted margin
+by default) against random sampling, 5 seeds each.
 
-    python benchmarks/active_learning.py [--seeds 5] [--max-labels 160] [--png docs/active_learning.png]
+    python benchmarks/active_learning.py [--seeds 5] [--max-labels 250] [--png docs/active_learning.png]
+        [--strategy margin|density|kcenter|qbc|...] [--density-neighbors 20] [--density-beta 1.0]
 
 The pool is youtube/train (files 1-4 of Snorkel's split, ingested with
 ``raylake ingest dataset=youtube_spam``), the test set youtube/test (file 5). Features and
 model are the labeling loop's (``active_labeling=youtube_spam``: hashed tf-idf, a
-50-dimension SVD fitted on the pool, L2 logistic regression); each curve starts from 4
-random labels and queries one row at a time (``batch_size: 1``: with batches of 2 the
-margin curve needed 68 labels against random's 98, see docs/labeling_loop.md). A query is answered from the true label, as
-``raylake label simulate`` does; the simulate job itself is run once (margin, seed 0,
-to 40 labels, its seed batch one query batch) and its curve printed too.
+50-dimension SVD fitted on the pool, L2 logistic regression), the same for both arms;
+each curve starts from the same 4 random labels per seed and queries one row at a time
+(``batch_size: 1``: with batches of 2 the margin curve needed 68 labels against random's
+98, see docs/labeling_loop.md). A query is answered from the true label, as
+``raylake label simulate`` does; the simulate job itself is run once (the active arm's
+strategy, seed 0, to 40 labels, its seed batch one query batch) and its curve printed too.
 
 "Labels to 95% full": the fewest labels at which the mean curve over the seeds reaches
 95% of the test accuracy of the same model trained on every pool label.
@@ -57,7 +60,12 @@ def main() -> None:
     p.add_argument("--max-labels", type=int, default=250)
     p.add_argument("--seed-size", type=int, default=4)
     p.add_argument("--png", default=str(REPO / "docs" / "active_learning.png"))
-    p.add_argument("--strategy", default="margin")
+    p.add_argument("--strategy", default=None,
+                   help="the active arm's query strategy (default: active_labeling.strategy)")
+    p.add_argument("--density-neighbors", type=int, default=None,
+                   help="density strategy: k of the k-NN density (active_labeling.density_neighbors)")
+    p.add_argument("--density-beta", type=float, default=None,
+                   help="density strategy: the density's exponent (active_labeling.density_beta)")
     args = p.parse_args()
 
     from raylake.config.loader import compose_config, to_config
@@ -67,8 +75,16 @@ def main() -> None:
     from raylake.lake import Lake, Storage
 
     overrides = youtube_lake()
+    for key, value in (("strategy", args.strategy), ("density_neighbors", args.density_neighbors),
+                       ("density_beta", args.density_beta)):
+        if value is not None:
+            overrides.append(f"active_labeling.{key}={value}")
     conf = to_config(compose_config(overrides))
     a = conf.active_labeling
+    args.strategy = str(a.strategy)
+    print(f"active arm: {a.strategy} (density: {a.density_neighbors} neighbours, beta "
+          f"{a.density_beta}); random arm: random; batch {a.batch_size}, svd {a.svd_dim}, "
+          f"alpha {a.alpha}")
     lake = Lake(Storage.from_config(conf.lake.root))
     pool = load_pool(lake, a)
     assert pool.truth is not None and a.test_table
@@ -88,7 +104,9 @@ def main() -> None:
             simulate_curve(pool.X, pool.truth, X_test, y_test, strategy,
                            seed_size=args.seed_size, batch_size=a.batch_size,
                            max_labels=args.max_labels, seed=seed, alpha=a.alpha,
-                           n_classes=pool.n_classes)
+                           committee=a.committee, pool_factor=a.pool_factor,
+                           density_neighbors=a.density_neighbors,
+                           density_beta=a.density_beta, n_classes=pool.n_classes)
             for seed in range(args.seeds)]
         print(f"{strategy}: {args.seeds} seeds in {time.perf_counter() - t0:.1f}s")
     means = {s: mean_curve(c) for s, c in curves.items()}
@@ -104,8 +122,7 @@ def main() -> None:
     # The job itself, through the lake queue: the same numbers as the library's loop.
     queue = f"bench/{args.strategy}"
     _drop_queue(lake, queue)  # a fresh queue: simulate resumes a queue that has labels
-    job_overrides = overrides + [f"active_labeling.queue={queue}", "active_labeling.max_labels=40",
-                                 f"active_labeling.strategy={args.strategy}"]
+    job_overrides = overrides + [f"active_labeling.queue={queue}", "active_labeling.max_labels=40"]
     t0 = time.perf_counter()
     out = label_simulate(compose_config(job_overrides), echo=lambda *_: None)
     took = time.perf_counter() - t0
@@ -131,7 +148,7 @@ def _drop_queue(lake, name: str) -> None:
 
 # -- the plot ---------------------------------------------------------------------
 
-COLORS = {"margin": (31, 119, 180), "random": (214, 39, 40)}
+COLORS = {"margin": (31, 119, 180), "density": (31, 119, 180), "random": (214, 39, 40)}
 
 
 def plot(means, curves, target, full, path: str, strategy: str) -> None:

@@ -11,10 +11,12 @@ from raylake.config.loader import compose_config, to_config
 from raylake.errors import ConfigError
 from raylake.labeling.active import (
     Candidates,
+    density_margin,
     entropy,
     get_strategy,
     kcenter,
     kcenter_greedy,
+    knn_density,
     least_confidence,
     margin,
     qbc,
@@ -85,6 +87,63 @@ def test_kcenter_spreads_a_batch_over_clusters():
     # Against a labelled row in cluster a, the first pick is from cluster b.
     first = kcenter_greedy(X, 1, X_labeled=np.array([[1.0, 0.0, 0.0]]))
     assert int(first[0]) >= 5
+
+
+def test_knn_density_is_high_in_clusters_and_low_for_outliers():
+    # A tight cluster of 6 rows around e1 and one outlier along e3: the cluster's rows
+    # have 2 near neighbours each (cosine ~1), the outlier none.
+    rng = np.random.default_rng(0)
+    cluster = np.array([1.0, 0.0, 0.0]) + 0.05 * rng.random((6, 3))
+    X = np.vstack([cluster, [[0.0, 0.1, 1.0]]])
+    d = knn_density(X, 2)
+    assert d.shape == (7,) and d[:6].min() > 0.95 and d[6] < 0.3
+    # Self-similarity is left out: two identical rows are each other's neighbour at 1.
+    assert knn_density(np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]), 1).tolist() == [1.0, 1.0, 0.0]
+    # Sparse rows give the same densities, chunked or not.
+    import scipy.sparse as sp
+
+    assert np.allclose(knn_density(sp.csr_matrix(X), 2, chunk=3), d)
+
+
+def test_density_prefers_an_uncertain_row_that_stands_for_many():
+    # Rows 0 and 1 are equally uncertain; row 0 is in a dense region, row 1 an outlier.
+    # Margin alone ties them; density weighting takes row 0, and a confident dense row
+    # (row 2) still comes last.
+    probs = np.array([[0.5, 0.5], [0.5, 0.5], [0.95, 0.05]])
+    c = cand(probs, density=np.array([0.9, 0.1, 0.9]))
+    assert density_margin(c, 3).index.tolist() == [0, 1, 2]
+    # beta 0 is plain margin: the two uncertain rows tie (score 1) and lead.
+    flat = density_margin(cand(probs, density=np.array([0.9, 0.1, 0.9]), beta=0.0), 3)
+    assert sorted(flat.index[:2].tolist()) == [0, 1] and flat.score[:2].tolist() == [1.0, 1.0]
+    with pytest.raises(ConfigError, match="density"):
+        density_margin(cand(probs), 1)
+
+
+def test_select_density_skips_an_uncertain_outlier_on_real_features(lake):
+    # The YouTube pool's own features: with the density computed in select, the rows
+    # chosen are denser than the ones margin alone chooses.
+    from raylake.labeling.loop import load_pool
+
+    write_youtube(lake)
+    a = to_config(compose_config(overrides(lake.root))).active_labeling
+    assert str(a.strategy) == "density"  # the shipped default
+    pool = load_pool(lake, a)
+    assert pool.truth is not None
+    labeled = np.zeros(len(pool.ids), dtype=bool)
+    labeled[np.random.default_rng(0).permutation(len(pool.ids))[:20]] = True
+    dens = pool.density(a.density_neighbors)
+    assert pool.density(a.density_neighbors) is dens  # computed once per pool
+    picks = {}
+    for s in ("margin", "density"):
+        rows, _, _ = select(s, pool.X, labeled, pool.truth, 10, 2, alpha=a.alpha,
+                            rng=np.random.default_rng(0))
+        picks[s] = rows
+    assert not labeled[picks["density"]].any() and len(set(picks["density"].tolist())) == 10
+    assert dens[picks["density"]].mean() > dens[picks["margin"]].mean()
+    # Passing the density gives the same rows as computing it in select.
+    rows, _, _ = select("density", pool.X, labeled, pool.truth, 10, 2, alpha=a.alpha,
+                        rng=np.random.default_rng(0), density=dens)
+    assert rows.tolist() == picks["density"].tolist()
 
 
 def test_random_sampling_returns_distinct_rows_and_unknown_names_suggest():
@@ -169,6 +228,8 @@ def test_config_refuses_a_bad_strategy_and_batch_size():
         to_config(compose_config(["active_labeling=youtube_spam", "active_labeling.strategy=margn"]))
     with pytest.raises(ConfigError, match="active_labeling.batch_size=0"):
         to_config(compose_config(["active_labeling.batch_size=0"]))
+    with pytest.raises(ConfigError, match="active_labeling.density_beta=-1"):
+        to_config(compose_config(["active_labeling.density_beta=-1"]))
 
 
 # -- simulate ---------------------------------------------------------------------------

@@ -18,6 +18,7 @@ class QueryStrategy(Choice):
     margin = "margin"
     entropy = "entropy"
     qbc = "qbc"  # query by committee (vote entropy of bootstrap models)
+    density = "density"  # information density: margin x k-NN density ** beta
     kcenter = "kcenter"  # uncertain shortlist, then k-center greedy: diverse batches
     random = "random"
 
@@ -90,6 +91,10 @@ class ActiveLabelingConfig:
     committee: int = 5
     # kcenter: the uncertain shortlist is pool_factor * batch_size rows.
     pool_factor: int = 5
+    # density: a row's density is its mean cosine similarity to this many nearest pool
+    # rows; the margin score is weighted by density ** density_beta (0: plain margin).
+    density_neighbors: int = 20
+    density_beta: float = 1.0
     # Hashed text features (raylake.labeling.text.featurize).
     features_dim: int = 4096
     # Dense features: truncated SVD (LSA) of the pool's tf-idf to this many dimensions; 0: off.
@@ -110,6 +115,8 @@ class ActiveLabelingConfig:
         at_least("active_labeling.max_labels", self.max_labels, 2, "200")
         at_least("active_labeling.committee", self.committee, 2, "5")
         at_least("active_labeling.pool_factor", self.pool_factor, 1, "5")
+        at_least("active_labeling.density_neighbors", self.density_neighbors, 1, "20")
+        at_least("active_labeling.density_beta", self.density_beta, 0, "1.0")
         at_least("active_labeling.features_dim", self.features_dim, 2, "4096")
         at_least("active_labeling.svd_dim", self.svd_dim, 0, "100")
         positive("active_labeling.alpha", self.alpha, "1.0")

@@ -11,6 +11,11 @@ scikit-activeml's are:
 - ``entropy``: ``-sum_k p_k log p_k``;
 - ``qbc`` (query by committee): vote entropy of a committee of models fitted on
   bootstrap resamples of the labelled rows;
+- ``density`` (information density, Settles and Craven 2008, with the k-nearest-neighbour
+  density of Zhu et al. 2008): the margin score times the row's density to the power
+  ``beta``, the density being its mean cosine similarity to its ``k`` nearest pool rows,
+  so a query goes to an uncertain row that stands for many others rather than to an
+  uncertain outlier;
 - ``kcenter`` (diversity for batches): the ``pool_factor * n`` rows of smallest margin,
   then k-center greedy over them (each pick is the candidate farthest, in cosine
   distance, from the labelled rows and the picks so far), so a batch does not spend its
@@ -33,16 +38,17 @@ import scipy.sparse as sp
 from raylake.errors import ConfigError, did_you_mean
 from raylake.labeling.linear import LogisticRegression
 
-__all__ = ["STRATEGIES", "Candidates", "Selection", "committee_probs", "entropy",
-           "fit_model", "get_strategy", "kcenter_greedy", "least_confidence", "margin",
-           "qbc", "random_sampling", "select", "simulate_curve"]
+__all__ = ["STRATEGIES", "Candidates", "Selection", "committee_probs", "density_margin",
+           "entropy", "fit_model", "get_strategy", "kcenter_greedy", "knn_density",
+           "least_confidence", "margin", "qbc", "random_sampling", "select", "simulate_curve"]
 
 
 @dataclass
 class Candidates:
     """What a strategy may look at: the model's probabilities over the unlabeled
     candidates, and where a strategy needs them their features, the labelled rows'
-    features and a committee's probabilities (members x rows x classes)."""
+    features, a committee's probabilities (members x rows x classes) and the candidates'
+    density (:func:`knn_density`) with its exponent ``beta``."""
 
     probs: np.ndarray
     X: Any = None
@@ -50,6 +56,8 @@ class Candidates:
     committee: np.ndarray | None = None
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
     pool_factor: int = 5
+    density: np.ndarray | None = None
+    beta: float = 1.0
 
 
 @dataclass
@@ -116,6 +124,15 @@ def qbc(c: Candidates, n: int) -> Selection:
     return _top(score, n, c.rng)
 
 
+def density_margin(c: Candidates, n: int) -> Selection:
+    """Information density: ``margin_score * density ** beta``, the uncertain rows in the
+    dense parts of the pool first (an outlier the model is unsure of teaches it little)."""
+    if c.density is None:
+        raise ConfigError("the density strategy needs the candidates' density (knn_density)")
+    dens = np.clip(np.asarray(c.density, dtype=np.float64), 0.0, None)
+    return _top(margin_scores(c.probs) * dens ** float(c.beta), n, c.rng)
+
+
 def random_sampling(c: Candidates, n: int) -> Selection:
     """``n`` rows uniformly at random (the baseline every strategy is measured against)."""
     rows = c.probs.shape[0]
@@ -128,6 +145,32 @@ def _unit_rows(X: Any) -> np.ndarray:
     norms = np.linalg.norm(D, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
     return np.asarray(D / norms)
+
+
+def knn_density(X: Any, k: int = 20, *, chunk: int = 1024) -> np.ndarray:
+    """Each row's mean cosine similarity to its ``k`` nearest other rows of ``X`` (Zhu et
+    al., 2008): high in the dense parts of the pool, low for outliers. Computed ``chunk``
+    rows at a time (memory ``chunk x rows``)."""
+    rows = X.shape[0]
+    k = min(int(k), rows - 1)
+    if k < 1:
+        return np.ones(rows)
+    if sp.issparse(X):
+        U: Any = sp.csr_matrix(X, dtype=np.float64)
+        norms = np.sqrt(np.asarray(U.multiply(U).sum(axis=1)).ravel())
+        norms[norms == 0] = 1.0
+        U = sp.csr_matrix(sp.diags(1.0 / norms) @ U)
+    else:
+        U = _unit_rows(X)
+    UT = U.T.tocsr() if sp.issparse(U) else U.T
+    out = np.empty(rows)
+    for start in range(0, rows, chunk):
+        block = U[start:start + chunk] @ UT
+        sims = np.asarray(block.toarray() if sp.issparse(block) else block, dtype=np.float64)
+        sims[np.arange(sims.shape[0]), np.arange(start, start + sims.shape[0])] = -np.inf
+        top = np.partition(sims, rows - k, axis=1)[:, rows - k:]
+        out[start:start + sims.shape[0]] = top.mean(axis=1)
+    return out
 
 
 def kcenter_greedy(X: Any, n: int, X_labeled: Any = None,
@@ -172,6 +215,7 @@ STRATEGIES: dict[str, Strategy] = {
     "margin": margin,
     "entropy": entropy,
     "qbc": qbc,
+    "density": density_margin,
     "kcenter": kcenter,
     "random": random_sampling,
 }
@@ -209,6 +253,8 @@ def committee_probs(X_labeled: Any, y_labeled: np.ndarray, X_pool: Any, n_classe
 def select(strategy: str, X: Any, labeled: np.ndarray, y: np.ndarray, n: int, n_classes: int,
            *, rng: np.random.Generator, alpha: float = 0.1, committee: int = 5,
            pool_factor: int = 5, fit_mask: np.ndarray | None = None,
+           density: np.ndarray | None = None, density_neighbors: int = 20,
+           density_beta: float = 1.0,
            ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """One query: rows of ``X`` (row numbers) to label next, the model's guess for each
     (None before two classes are labelled: the seed batch is random) and its score.
@@ -216,6 +262,8 @@ def select(strategy: str, X: Any, labeled: np.ndarray, y: np.ndarray, n: int, n_
     ``labeled`` is a boolean mask over the rows of ``X``; ``y`` holds the labels of the
     labelled rows (any value elsewhere). ``fit_mask``: the rows the model is fitted on,
     when not all of ``labeled`` (rows queued but not labelled yet are not candidates).
+    ``density``: :func:`knn_density` of ``X`` for the density strategy (computed here with
+    ``density_neighbors`` when not passed; pass it to compute it once per pool).
     """
     pool = np.flatnonzero(~labeled)
     lab = np.flatnonzero(labeled if fit_mask is None else fit_mask)
@@ -226,7 +274,10 @@ def select(strategy: str, X: Any, labeled: np.ndarray, y: np.ndarray, n: int, n_
         return idx, None, np.zeros(idx.shape[0])
     model = fit_model(X[lab], y[lab], n_classes, alpha=alpha)
     probs = model.predict_proba(X[pool])
-    cand = Candidates(probs, X=X[pool], X_labeled=X[lab], rng=rng, pool_factor=pool_factor)
+    cand = Candidates(probs, X=X[pool], X_labeled=X[lab], rng=rng, pool_factor=pool_factor,
+                      beta=density_beta)
+    if strategy == "density":
+        cand.density = (knn_density(X, density_neighbors) if density is None else density)[pool]
     if strategy == "qbc":
         cand.committee = committee_probs(X[lab], y[lab], X[pool], n_classes,
                                          members=committee, alpha=alpha, rng=rng)
@@ -236,7 +287,8 @@ def select(strategy: str, X: Any, labeled: np.ndarray, y: np.ndarray, n: int, n_
 
 def simulate_curve(X: Any, y: np.ndarray, X_test: Any, y_test: np.ndarray, strategy: str, *,
                    seed_size: int, batch_size: int, max_labels: int, seed: int = 0,
-                   alpha: float = 0.1, committee: int = 5,
+                   alpha: float = 0.1, committee: int = 5, pool_factor: int = 5,
+                   density_neighbors: int = 20, density_beta: float = 1.0,
                    n_classes: int | None = None) -> list[tuple[int, float]]:
     """The learning curve of one strategy, answering its queries from ``y``: the test
     accuracy after each batch, as ``(labels, accuracy)`` pairs (the first after the
@@ -245,6 +297,7 @@ def simulate_curve(X: Any, y: np.ndarray, X_test: Any, y_test: np.ndarray, strat
     rng = np.random.default_rng(seed)
     labeled = np.zeros(y.shape[0], dtype=bool)
     labeled[rng.permutation(y.shape[0])[:seed_size]] = True
+    density = knn_density(X, density_neighbors) if strategy == "density" else None
     curve = []
     while True:
         lab = np.flatnonzero(labeled)
@@ -258,5 +311,6 @@ def simulate_curve(X: Any, y: np.ndarray, X_test: Any, y_test: np.ndarray, strat
             return curve
         n = min(batch_size, max_labels - lab.size)
         idx, _, _ = select(strategy, X, labeled, y, n, k, rng=rng, alpha=alpha,
-                           committee=committee)
+                           committee=committee, pool_factor=pool_factor, density=density,
+                           density_beta=density_beta)
         labeled[idx] = True

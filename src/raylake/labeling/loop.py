@@ -19,7 +19,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from raylake.config.active_labeling import ActiveLabelingConfig
-from raylake.labeling.active import fit_model, select
+from raylake.labeling.active import fit_model, knn_density, select
 from raylake.labeling.errors import LabelingError
 from raylake.labeling.linear import LogisticRegression
 from raylake.labeling.queue import QueueState, enqueue, read_queue
@@ -80,9 +80,17 @@ class Pool:
     features: TextFeatures
     n_classes: int
     index: dict[str, int] = field(default_factory=dict)
+    _density: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.index = {str(k): i for i, k in enumerate(self.ids)}
+
+    def density(self, neighbors: int) -> np.ndarray:
+        """The rows' k-NN density (:func:`~raylake.labeling.active.knn_density`), computed
+        once per pool and ``neighbors``."""
+        if neighbors not in self._density:
+            self._density[neighbors] = knn_density(self.X, neighbors)
+        return self._density[neighbors]
 
     @property
     def source(self) -> str:
@@ -194,7 +202,9 @@ def query_next(lake: Lake, conf: ActiveLabelingConfig, pool: Pool, state: QueueS
     rows, guess, score = select(str(conf.strategy), pool.X, taken, np.where(mask, y, 0), n,
                                 pool.n_classes, rng=rng, alpha=conf.alpha,
                                 committee=conf.committee, pool_factor=conf.pool_factor,
-                                fit_mask=mask)
+                                fit_mask=mask, density_beta=conf.density_beta,
+                                density=(pool.density(conf.density_neighbors)
+                                         if str(conf.strategy) == "density" else None))
     items = [{"item_id": pool.ids[r], "text": pool.texts[r],
               "guess": None if guess is None else int(guess[j]),
               "score": float(score[j])} for j, r in enumerate(rows)]
