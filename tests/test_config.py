@@ -39,7 +39,7 @@ GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "
 SERVE_PACKAGE = {"features": "feature_server", "model": "model_server"}
 # Groups whose options carry a `name` key equal to the option.
 NAMED = {"dataset": "dataset", "quality": "quality", "features": "features",
-         "train": "train", "tune": "tune", "labeling": "labeling"}
+         "train": "train", "tune": "tune", "labeling": "labeling", "synth": "synth"}
 
 
 def override(group: str, option: str) -> list[str]:
@@ -53,7 +53,7 @@ def override(group: str, option: str) -> list[str]:
 
 def test_groups_are_all_covered():
     assert set(GROUPS) == {"active_labeling", "dataset", "experiment", "features", "labeling",
-                           "governance", "lake", "monitor", "quality", "ray", "serve", "train", "tune"}
+                           "governance", "lake", "monitor", "quality", "ray", "serve", "synth", "train", "tune"}
     assert {"xgboost_gpu", "torch_gpu", "xgboost_no_weather"} <= set(options("train"))
     assert {"none"} <= set(options("quality")) & set(options("features"))
 

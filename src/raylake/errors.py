@@ -166,6 +166,12 @@ class AuthError(RaylakeError):
         return type(self), (self.status, str(self))
 
 
+class SynthError(RaylakeError):
+    """Synthetic data cannot be made as asked: a table a synthesizer cannot learn from (no
+    rows, an all-null column), an unknown synthesizer or parameter, a condition on a value
+    never seen at fit; the message names the value and the fix."""
+
+
 class MonitorError(RaylakeError):
     """Model monitoring, outcomes, alerts or continuous training cannot go on: a model
     without training lineage, a bad reference, an outcomes file that does not fit."""

@@ -41,6 +41,10 @@ _SELECTIONS = {
     "current": "drift.current",
     "drift.reference": "drift.reference",
     "drift.current": "drift.current",
+    # `raylake synth sample model=... rows=1000000 conditions="carrier=UA"`.
+    "conditions": "synth.conditions",
+    "synth.conditions": "synth.conditions",
+    "rows": "synth.rows",
 }
 
 

@@ -102,6 +102,13 @@ from raylake.config.serving import (
     LogKeys,
     ModelServerConfig,
 )
+from raylake.config.synth import (
+    AugmentConfig,
+    SynthConfig,
+    SynthKind,
+    SynthReportConfig,
+    SynthScalingConfig,
+)
 from raylake.config.training import (
     CostConfig,
     DdpBackend,
@@ -138,6 +145,7 @@ __all__ = [
     "LabelingConfig", "ThresholdOp",
     "DataClass", "DateUnit", "Entity", "GovernanceConfig", "OpenLineageConfig", "PolicyAction",
     "PolicyConfig", "RetentionConfig", "ScanConfig",
+    "AugmentConfig", "SynthConfig", "SynthKind", "SynthReportConfig", "SynthScalingConfig",
 ]
 
 
@@ -170,6 +178,9 @@ class RaylakeConfig:
     # PII scan and classification, policies, retention, erasure, OpenLineage
     # (config/governance.py).
     governance: GovernanceConfig = field(default_factory=GovernanceConfig)
+    # Synthetic tabular data: copula, TVAE, CTGAN; sampling, augmentation, the report
+    # (config/synth.py).
+    synth: SynthConfig = field(default_factory=SynthConfig)
     # A registered model, NAME[:VERSION|champion|latest], for jobs that use one.
     model: Optional[str] = None
     tune: TuneConfig = field(default_factory=TuneConfig)

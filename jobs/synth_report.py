@@ -1,0 +1,8 @@
+"""Fidelity, utility and privacy of synthetic rows: python jobs/synth_report.py model=flights_tvae:1 [overrides]"""
+
+import sys
+
+from raylake.cli import run_job
+
+if __name__ == "__main__":
+    sys.exit(run_job("synth-report", sys.argv[1:]))
