@@ -22,10 +22,10 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 from deltalake.exceptions import DeltaError
 
-from raylake.errors import LakeError, RaylakeError, UnsafeOperationError
+from raylake.errors import LakeError, RaylakeError
 from raylake.lake.commit import commit_properties
 from raylake.lake.names import validate_table_name
-from raylake.lake.tables import SAFE_VACUUM_RETENTION_HOURS, Lake
+from raylake.lake.tables import Lake, checked_retention
 
 LOG = "_delta_log"
 
@@ -241,17 +241,9 @@ def _replace(fs: pafs.FileSystem, path: str, data: bytes, local: bool) -> None:
 
 def check_retention(hours: float | None, *, force: bool) -> int:
     """The vacuum retention in hours (default: Delta's 168); under 168 only with
-    ``force``, as ``raylake lake vacuum`` refuses it."""
-    hours = SAFE_VACUUM_RETENTION_HOURS if hours is None else hours
-    if hours < 0:
-        raise UnsafeOperationError(f"--retention-hours {hours} is negative; give hours >= 0.")
-    if hours < SAFE_VACUUM_RETENTION_HOURS and not force:
-        raise UnsafeOperationError(
-            f"A vacuum retention of {hours} hours is under the safe default of "
-            f"{SAFE_VACUUM_RETENTION_HOURS}: versions older than that become unreadable and "
-            "a job reading one now may fail. The versions it breaks are listed before "
-            "anything is deleted (--dry-run shows them). Pass --force if you are sure.")
-    return int(hours)
+    ``force``, as ``raylake lake vacuum`` refuses it. The versions a short one breaks are
+    listed before anything is deleted (``--dry-run`` shows them)."""
+    return int(checked_retention(hours, force=force, what="A vacuum"))
 
 
 def vacuum(lake: Lake, table: str, hours: int, *, keep_versions: Sequence[int] = (),

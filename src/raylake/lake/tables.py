@@ -44,6 +44,22 @@ def parse_version_ref(text: str) -> int | dt.datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
 
 
+
+def checked_retention(hours: float | None, *, force: bool, what: str = "A vacuum") -> float:
+    """A vacuum's retention in hours (None: Delta's safe default, 168). UnsafeOperationError
+    for a negative one, and for one under the default without ``force``: versions older
+    than the retention become unreadable, and a running job reading one may fail."""
+    hours = SAFE_VACUUM_RETENTION_HOURS if hours is None else hours
+    if hours < 0:
+        raise UnsafeOperationError(f"{what}: retention {hours} hours is negative; give hours "
+                                   ">= 0.")
+    if hours < SAFE_VACUUM_RETENTION_HOURS and not force:
+        raise UnsafeOperationError(
+            f"{what} with a retention of {hours} hours is under the safe default of "
+            f"{SAFE_VACUUM_RETENTION_HOURS} hours: running jobs and time travel to older "
+            "versions may break. Pass --force (force=True) if you are sure.")
+    return hours
+
 class Lake:
     """Delta tables under ``storage.root``; every method takes a table name.
 
@@ -343,15 +359,7 @@ class Lake:
         A retention under the safe default can break running readers and
         time travel, so it is refused unless ``force`` is given.
         """
-        hours = SAFE_VACUUM_RETENTION_HOURS if retention_hours is None else retention_hours
-        if hours < 0:
-            raise UnsafeOperationError(f"Vacuum retention {hours} hours is negative; give hours >= 0.")
-        if hours < SAFE_VACUUM_RETENTION_HOURS and not force:
-            raise UnsafeOperationError(
-                f"Vacuum of {name!r} with a retention of {hours} hours is under the safe "
-                f"default of {SAFE_VACUUM_RETENTION_HOURS} hours: running jobs and time travel "
-                "to older versions may break. Pass --force (force=True) if you are sure."
-            )
+        hours = int(checked_retention(retention_hours, force=force, what=f"Vacuum of {name!r}"))
         try:
             return list(
                 self.table(name).vacuum(
