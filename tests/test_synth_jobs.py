@@ -160,6 +160,20 @@ def test_a_fit_that_loses_its_worker_goes_on_from_the_last_checkpoint(lake_root,
 
 
 @slow
+def test_two_ddp_workers_on_cpu_train_one_model(lake_root):
+    """What a cluster's `synth=tvae_gpu` does with GPUs, on CPU here: two Ray Train workers
+    (gloo), each on half the rows, one set of weights."""
+    out = run(lake_root, "synth-fit", "table=penguins", "synth=tvae", "synth.epochs=2",
+              "synth.batch_size=50", "synth.scaling.num_workers=2",
+              "synth.scaling.cpus_per_worker=0.5", "synth.model_name=ddp")
+    assert out["metrics"]["workers"] == 2 and out["metrics"]["epochs"] == 2
+    lake = Lake(Storage.from_config(lake_root))
+    run(lake_root, "synth-sample", f"model=ddp:{out['version']}", "synth.rows=100",
+        "synth.output_table=synthetic/ddp")
+    assert lake.count("synthetic/ddp") == 100
+
+
+@slow
 def test_ctgan_trains_on_ray_train(lake_root):
     out = run(lake_root, "synth-fit", "table=penguins", "synth=ctgan", "synth.epochs=2",
               "synth.batch_size=100")
