@@ -489,7 +489,7 @@ class DataTransformer:
             raise SynthError(
                 f"A condition on {name!r} ({c.dtype}, continuous) cannot be met exactly: "
                 f"conditions apply to discrete columns ({', '.join(self.discrete_columns)}"
-                "); fit with discrete=[..., " + repr(name) + "] to condition on it, or filter "
+                "); fit with discrete=[..., " + repr(name) + "] (synth.discrete in config) to condition on it, or filter "
                 "the sampled rows.")
         key = _json_value(value)
         if c.time and key is not None:
