@@ -119,6 +119,19 @@ def test_conditions_keep_to_the_value_and_name_what_is_wrong(lake_root):
     run(lake_root, "synth-sample", f"model={ref}", *short, "synth.output_table=synthetic/gentoo")
     rows = lake.read("synthetic/gentoo").to_pandas()
     assert len(rows) == 500 and set(rows["species"]) == {"Gentoo"}
+    # A sample replaced by another and asked for again is written again (not "already held").
+    for seed in (1, 2, 1):
+        run(lake_root, "synth-sample", f"model={ref}", "synth.rows=300", f"synth.seed={seed}",
+            "synth.output_table=synthetic/again")
+        rows_now = lake.read("synthetic/again")
+        if seed == 1 and lake.version("synthetic/again") == 0:
+            first = rows_now
+    assert lake.version("synthetic/again") == 2
+    keys = [(c, "ascending") for c in first.column_names]
+    assert rows_now.sort_by(keys).equals(first.sort_by(keys))
+    # The real table's types: ints stay ints, strings strings.
+    real = lake.read("penguins").schema
+    assert lake.read("synthetic/again").schema.field("year").type == real.field("year").type
     with pytest.raises(SynthError, match=r"'Emperor'.*species"):
         run(lake_root, "synth-sample", f"model={ref}", "synth.conditions='species=Emperor'")
     with pytest.raises(SynthError, match=r"'specie'.*Did you mean 'species'"):
@@ -207,6 +220,18 @@ def test_augment_adds_minority_rows_to_the_train_split_only(lake_root):
                 "synth.augment.label=delayed", "synth.augment.time_column=time_hour",
                 f"synth.augment.before={cut}", "synth.augment.target_share=0.3")
     assert again["added"] == 0 and "nothing added" in again["text"]
+    # In place (no output_table): the synthetic rows are appended as one new version.
+    v, n = lake.version("flights_augmented"), lake.count("flights_augmented")
+    more = run(lake_root, "synth-augment", *copula(), "synth.augment.table=flights_augmented",
+               "synth.augment.label=delayed", "synth.augment.time_column=time_hour",
+               f"synth.augment.before={cut}", "synth.augment.target_share=0.45")
+    assert more["added"] > 0 and lake.version("flights_augmented") == v + 1
+    assert lake.count("flights_augmented") == n + more["added"]
+    assert lake.read("flights_augmented", v).num_rows == n  # the version before is kept
+    with pytest.raises(SynthError, match=r"synth.augment.label='delayd'.*Did you mean 'delayed'"):
+        run(lake_root, "synth-augment", *copula(), "synth.augment.table=flights",
+            "synth.augment.label=delayd", "synth.augment.time_column=time_hour",
+            f"synth.augment.before={cut}")
 
 
 @slow
@@ -233,9 +258,16 @@ def test_the_sample_plan_splits_rows_and_derives_distinct_seeds():
 def test_rows_are_picked_by_their_values_not_their_position():
     from raylake.synth.data import _pick
 
-    frame = pd.DataFrame({"a": np.arange(2000), "b": np.arange(2000) % 7})
-    one = _pick(frame, ["a", "b"], 0.5, 0.2, seed=1)
-    two = _pick(frame.iloc[::-1], ["a", "b"], 0.5, 0.2, seed=1)
+    frame = pa.table({"a": np.arange(2000), "b": np.arange(2000) % 7})
+    one = _pick(frame, ["a", "b"], 0.5, 0.2, seed=1).to_pandas()
+    two = _pick(frame.take(np.arange(2000)[::-1]), ["a", "b"], 0.5, 0.2, seed=1).to_pandas()
     assert set(one["a"]) == set(two["a"]) and 800 < len(one) < 1200
     held = set(one.loc[one["__holdout"], "a"])
     assert held == set(two.loc[two["__holdout"], "a"]) and 100 < len(held) < 300
+    # A block's other rows change nothing: an int column with a null in its block (float in
+    # pandas) and without one hash alike.
+    with_null = pa.table({"a": pa.array([5, None], pa.int64())})
+    without = pa.table({"a": pa.array([5, 6], pa.int64())})
+    h1 = _pick(with_null, ["a"], 1.0, 0.5, seed=3)["__hash"][0]
+    h2 = _pick(without, ["a"], 1.0, 0.5, seed=3)["__hash"][0]
+    assert h1 == h2

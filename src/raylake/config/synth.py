@@ -53,7 +53,8 @@ class AugmentConfig:
     # never reach the validation or test periods); None: train.split.valid_start.
     before: Optional[str] = None
     time_column: Optional[str] = None  # None: train.split.time_column
-    # Where the augmented training set goes; None: "<table>_augmented".
+    # Where the augmented training set goes; None: a new version of the training set itself
+    # (the synthetic rows appended; the version before stays readable by time travel).
     output_table: Optional[str] = None
 
     def __post_init__(self) -> None:
@@ -122,7 +123,9 @@ class SynthConfig:
         at_least("synth.pac", self.pac, 1, "10")
         if self.max_rows is not None:
             at_least("synth.max_rows", self.max_rows, 2, "50000")
-        fraction("synth.report.holdout", self.report.holdout)
+        fraction("synth.report.holdout", self.report.holdout, open_high=True)
+        at_least("synth.report.max_rows", self.report.max_rows, 10, "20000")
+        at_least("synth.seed", self.seed, 0, "0")
         if str(self.kind) == SynthKind.ctgan.value and self.batch_size % self.pac:
             raise ConfigValueError(f"synth.batch_size={self.batch_size} must be a multiple of "
                                    f"synth.pac={self.pac} (PacGAN judges rows in packs), "

@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from raylake.errors import ConfigError, SynthError
+from raylake.errors import ConfigError, SynthError, did_you_mean
 from raylake.lake.clock import parse_time
 from raylake.lake.commit import write_table
 from raylake.lake.runs import RunRecord
@@ -48,9 +48,10 @@ def augment(lake: Lake, conf: Any, run: RunRecord) -> dict[str, Any]:
     before = parse_time(str(before_text), "synth.augment.before")
     version = lake.version(table)
     arrow = lake.read(table, version)
-    for col in (label, time_column):
+    for key, col in (("synth.augment.label", label), ("synth.augment.time_column", time_column)):
         if col not in arrow.column_names:
-            raise SynthError(f"{table}@{version} has no column {col!r}; its columns: "
+            raise SynthError(f"{key}={col!r}: {table}@{version} has no such column."
+                             f"{did_you_mean(col, arrow.column_names)} Its columns: "
                              f"{', '.join(arrow.column_names)}.")
     frame = arrow.to_pandas()
     times = pd.to_datetime(frame[time_column], utc=True)
@@ -86,11 +87,19 @@ def augment(lake: Lake, conf: Any, run: RunRecord) -> dict[str, Any]:
     extra = pa.Table.from_pandas(fake[arrow.column_names], schema=arrow.schema,
                                  preserve_index=False)
     out = a.output_table or table
-    combined = pa.concat_tables([arrow, extra])
-    written = write_table(lake, out, combined, mode="overwrite",
-                          app_id=f"raylake.synth-augment/{table}@{version}/{run.run_id}",
-                          run_id=run.run_id, job="synth-augment")
-    run.add_output(table=out, version=written, rows=combined.num_rows,
+    app_id = f"raylake.synth-augment/{table}@{version}/{run.run_id}"
+    if out == table:
+        # In place: only the synthetic rows are appended (a commit that removes nothing, so
+        # rows another writer committed since `version` are kept).
+        written = write_table(lake, out, extra, mode="append", app_id=app_id,
+                              run_id=run.run_id, job="synth-augment")
+        total = len(frame) + extra.num_rows
+    else:
+        combined = pa.concat_tables([arrow, extra])
+        written = write_table(lake, out, combined, mode="overwrite", app_id=app_id,
+                              run_id=run.run_id, job="synth-augment")
+        total = combined.num_rows
+    run.add_output(table=out, version=written, rows=total,
                    synthetic_rows=extra.num_rows, minority=_plain(minority))
     run.metrics.update({"added": extra.num_rows, "fit": stats, "synthesizer": str(s.kind),
                         "share_after": (n_min + extra.num_rows) / (n_train + extra.num_rows)})

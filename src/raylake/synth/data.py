@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from raylake.errors import SynthError, did_you_mean
 from raylake.lake.tables import Lake
@@ -25,6 +26,7 @@ class RealRows:
     version: int
     table_rows: int  # rows of the version (the two frames may be a sample of them)
     features: list[dict[str, str]]  # {"name", "type"} per column, as the registry keeps them
+    schema: pa.Schema | None = None  # the columns' Arrow types (samples are cast to them)
 
     @property
     def rows(self) -> int:
@@ -39,17 +41,73 @@ class RealRows:
 _BUCKETS = 1_000_000
 
 
-def _pick(frame: pd.DataFrame, names: list[str], sample: float, holdout: float,
-          seed: int) -> pd.DataFrame:
-    """The rows of one block kept by the sample, with a ``__holdout`` flag: both from one
+def _canonical(rows: pa.Table) -> pd.DataFrame:
+    """Each column as text from its Arrow type (nulls as NUL): the same value hashes the
+    same in every block, whatever pandas would make of the block (an int64 column with a
+    null in it turns float in pandas, a bool one object)."""
+    cols = {}
+    for name in rows.column_names:
+        col = rows.column(name)
+        try:
+            text = pc.cast(col, pa.string())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            text = pa.array([None if v is None else repr(v) for v in col.to_pylist()], pa.string())
+        cols[name] = pc.fill_null(text, "\x00").to_numpy(zero_copy_only=False)
+    return pd.DataFrame(cols)
+
+
+def _pick(batch: pa.Table, names: list[str], sample: float, holdout: float,
+          seed: int) -> pa.Table:
+    """The rows of one block kept by the sample, with a ``__holdout`` flag and their hash
+    (``__hash``, to put them in an order that does not depend on the blocks): both from one
     64-bit hash of the row's values keyed by the seed (its low digits decide the sample,
     the next ones the holdout, so the two are independent)."""
-    rows = frame[names]
+    rows = batch.select(names)
     key = f"raylake{int(seed) % 10**9:09d}"  # hash_pandas_object takes a 16-character key
-    h = pd.util.hash_pandas_object(rows, index=False, hash_key=key).to_numpy()
+    h = pd.util.hash_pandas_object(_canonical(rows), index=False, hash_key=key).to_numpy()
     keep = (h % _BUCKETS) < sample * _BUCKETS
     held = ((h // _BUCKETS) % _BUCKETS) < holdout * _BUCKETS
-    return rows[keep].assign(__holdout=held[keep])
+    mask = pa.array(keep)
+    return (rows.filter(mask).append_column("__holdout", pa.array(held[keep]))
+            .append_column("__hash", pa.array(h[keep], pa.uint64())))
+
+
+def _learnable(frame: pd.DataFrame, schema: pa.Schema) -> pd.DataFrame:
+    """Dates as timestamps and decimals as floats: the synthesizers model times and
+    numbers; samples are cast back to the table's types when written (``arrow_schema``)."""
+    for f in schema:
+        if f.name not in frame.columns:
+            continue
+        if pa.types.is_date(f.type):
+            frame[f.name] = pd.to_datetime(frame[f.name])
+        elif pa.types.is_decimal(f.type):
+            frame[f.name] = frame[f.name].astype("float64")
+    return frame
+
+
+def schema_text(schema: pa.Schema) -> str:
+    """An Arrow schema as base64 of its IPC bytes (JSON-safe, holds no code)."""
+    import base64
+
+    return base64.b64encode(schema.serialize().to_pybytes()).decode("ascii")
+
+
+def schema_of(text: str) -> pa.Schema:
+    """The schema :func:`schema_text` wrote."""
+    import base64
+
+    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
+
+
+def as_table(frame: pd.DataFrame, schema: pa.Schema | None) -> pa.Table:
+    """Sampled rows as Arrow in the real table's types (ints with nulls stay ints, strings
+    strings, dates dates), not what pandas would infer."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    if schema is None:
+        return table
+    cols = [table.column(f.name).cast(f.type, safe=False) if f.name in table.column_names
+            else pa.nulls(table.num_rows, f.type) for f in schema]
+    return pa.Table.from_arrays(cols, schema=pa.schema([pa.field(f.name, f.type) for f in schema]))
 
 
 def read_real(lake: Lake, table: str, version: Any, columns: list[str],
@@ -77,18 +135,20 @@ def read_real(lake: Lake, table: str, version: Any, columns: list[str],
     share = 1.0 if max_rows is None or total <= max_rows else max_rows / total
     ds = ray.data.read_delta(dtab.table_uri, version=resolved, columns=names,
                              storage_options=lake.storage.delta_options())
-    picked = ds.map_batches(_pick, batch_format="pandas", fn_kwargs={
+    picked = ds.map_batches(_pick, batch_format="pyarrow", fn_kwargs={
         "names": names, "sample": share, "holdout": holdout, "seed": seed})
-    frame = picked.to_pandas()
+    # Blocks come back in any order: the rows are put in the order of their hash (ties are
+    # equal rows), so the same version and seed give the same frame, row for row.
+    frame = picked.to_pandas().sort_values("__hash", kind="stable")
     held = frame.pop("__holdout").to_numpy(bool)
-    frame = frame[names]
+    frame = _learnable(frame[names], schema)
     kept = schema if not columns else pa.schema([schema.field(n) for n in names])
     features = [{"name": f.name, "type": str(f.type)} for f in kept]
     fit, out = frame[~held].reset_index(drop=True), frame[held].reset_index(drop=True)
     if len(fit) == 0:
         raise SynthError(f"{table}@{resolved}: no row is left to fit on after the holdout "
                          f"({holdout:.0%}); lower synth.report.holdout or add rows.")
-    return RealRows(fit, out, resolved, total, features)
+    return RealRows(fit, out, resolved, total, features, kept)
 
 
 def plain(value: Any) -> Any:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from raylake.errors import SynthError
 from raylake.lake.tables import Lake
 from raylake.synth.base import Synthesizer, Trainable, make_synthesizer
 from raylake.synth.data import RealRows
@@ -50,6 +51,11 @@ def fit(lake: Lake, conf: Any, real: RealRows, run_id: str, *,
     if not isinstance(synth, Trainable):
         fitted = synth.fit(real.frame, discrete=discrete, seed=int(s.seed))
         return synth, {**fitted, "warnings": list(synth.warnings)}
+    workers = int(s.scaling.num_workers)
+    if len(real.frame) < 2 * workers:
+        raise SynthError(f"{len(real.frame)} rows cannot be split among synth.scaling."
+                         f"num_workers={workers} training workers (each needs rows of its "
+                         "own): lower synth.scaling.num_workers or fit on more rows.")
     data = synth.prepare(real.frame, discrete=discrete, seed=int(s.seed))
     state, result = _train_on_ray(lake, s, synth, data, params, run_id, kill_at)
     synth.adopt(state)

@@ -69,7 +69,9 @@ def synth_fit(ctx: JobContext, *, kill_at: dict[str, Any] | None = None) -> dict
     mv = ModelRegistry(lake).register(
         name, synth, flavor=FLAVOR, features=real.features,
         training={"table": conf.table, "version": real.version,
-                  "rows": real.rows, "sampled_from": real.table_rows},
+                  "rows": real.rows, "sampled_from": real.table_rows,
+                  "holdout_rows": len(real.holdout),
+                  "arrow_schema": sdata.schema_text(real.schema) if real.schema else None},
         config={"synth": sdata.plain(s)}, metrics=metrics, run_id=run.run_id,
         description=f"{s.kind} synthesizer of {conf.table}@{real.version}")
     run.metrics.update(metrics)
@@ -110,7 +112,8 @@ def synth_sample(ctx: JobContext) -> dict[str, Any]:
                   table=loaded.version.training["table"],
                   version=loaded.version.training["version"])
     run.add_output(table=out, version=result.version, rows=result.rows,
-                   seed=s.seed, tasks=len(plan), conditions=conditions or None)
+                   seed=s.seed, tasks=len(plan), conditions=conditions or None,
+                   model=loaded.version.ref, sample_key=result.key)
     run.metrics.update({"rows": result.rows, "seconds": round(seconds, 3), "seed": s.seed,
                         "tasks": [list(t) for t in plan], "rows_per_s": round(
                             result.rows / max(seconds, 1e-9)), "written": result.written})
@@ -133,7 +136,7 @@ def synth_augment(ctx: JobContext) -> dict[str, Any]:
 
 
 @job("synth-report", help="fidelity, utility and privacy of synthetic rows against the real "
-                          "table (JSON and HTML)", ray=False)
+                          "table (JSON and HTML)")
 def synth_report(ctx: JobContext) -> dict[str, Any]:
     """``raylake synth report model=NAME:V`` (its training table against its latest sample)
     or ``table=REAL synth.report.synthetic_table=SYNTH``."""

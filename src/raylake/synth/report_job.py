@@ -119,8 +119,8 @@ def _synthetic(ctx: JobContext, loaded: Any, real: sdata.RealRows,
                table: str | None) -> tuple[pd.DataFrame, str]:
     """The synthetic rows and where they came from."""
     lake = ctx.lake
-    if table is None and loaded is not None and lake.exists(f"synthetic/{loaded.version.name}"):
-        table = f"synthetic/{loaded.version.name}"
+    if table is None and loaded is not None:
+        table = _latest_sample(lake, loaded.version.ref, f"synthetic/{loaded.version.name}")
     if table is not None:
         version = lake.version(table)
         ctx.record.add_input(table=table, version=version, role="synthetic")
@@ -128,5 +128,26 @@ def _synthetic(ctx: JobContext, loaded: Any, real: sdata.RealRows,
     from raylake.synth.sample import sample_rows
 
     n = min(len(real.frame), ctx.conf.synth.report.max_rows)
-    rows = sample_rows(loaded.data, loaded.version.flavor_info, n, ctx.conf.synth.seed, {})
+    rows = sample_rows(loaded.data, loaded.version.flavor_info, n, ctx.conf.synth.seed, {},
+                       loaded.version.training.get("arrow_schema"))
     return rows.to_pandas(), f"{n} rows sampled from {loaded.version.ref} (seed {ctx.conf.synth.seed})"
+
+
+def _latest_sample(lake: Any, ref: str, table: str) -> str | None:
+    """``table`` when its latest version is an unconditioned sample of model ``ref`` (by
+    the run record of the write), else None: a sample of another version of the model, or
+    one kept to a condition, says nothing of this model's rows."""
+    from raylake.errors import RunNotFoundError
+    from raylake.lake.runs import get_run
+
+    if not lake.exists(table):
+        return None
+    run_id = (lake.table(table).history(1) or [{}])[0].get("raylake.run_id")
+    try:
+        record = get_run(lake, str(run_id)) if run_id else None
+    except RunNotFoundError:
+        record = None
+    outs = [o for o in (record or {}).get("outputs") or [] if o.get("table") == table]
+    if outs and outs[0].get("model") == ref and not outs[0].get("conditions"):
+        return table
+    return None

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from raylake.errors import SynthError, did_you_mean
-from raylake.lake.commit import write_table
+from raylake.lake.commit import snapshot, write_table
 from raylake.lake.tables import Lake
 from raylake.models.registry import ModelVersion
 
@@ -41,7 +41,8 @@ class Loaded:
 class Written:
     version: int
     rows: int
-    written: bool  # False: the table already held this sample (same inputs)
+    written: bool  # False: the table's latest version is this sample (same inputs)
+    key: str  # a digest of the inputs that decide the rows (recorded with the output)
 
 
 def load(lake: Lake, ref: str) -> Loaded:
@@ -112,16 +113,18 @@ def plan(rows: int, rows_per_task: int, seed: int) -> list[tuple[int, int]]:
 
 
 def sample_rows(data: bytes, info: Mapping[str, Any], rows: int, seed: int,
-                conditions: Mapping[str, Any]) -> pa.Table:
-    """One task's rows: the synthesizer rebuilt from its artifact, sampled with ``seed``."""
+                conditions: Mapping[str, Any], schema: str | None = None) -> pa.Table:
+    """One task's rows: the synthesizer rebuilt from its artifact, sampled with ``seed``,
+    in the real table's types (``schema``: :func:`raylake.synth.data.schema_text`)."""
     import torch
 
+    from raylake.synth.data import as_table, schema_of
     from raylake.synth.flavor import FLAVOR
 
     torch.set_num_threads(1)  # tasks run side by side; one thread each
     synth = FLAVOR.load(data, dict(info))
     frame = synth.sample(rows, seed=seed, conditions=dict(conditions) or None)
-    return pa.Table.from_pandas(frame, preserve_index=False)
+    return as_table(frame, schema_of(schema) if schema else None)
 
 
 def sample_to_table(lake: Lake, loaded: Loaded, tasks: list[tuple[int, int]],
@@ -135,16 +138,22 @@ def sample_to_table(lake: Lake, loaded: Loaded, tasks: list[tuple[int, int]],
     mv = loaded.version
     key = json.dumps({"model": mv.ref, "sha": mv.sha256, "tasks": tasks,
                       "conditions": {k: str(v) for k, v in conditions.items()}}, sort_keys=True)
-    app_id = f"raylake.synth-sample/{mv.name}/{hashlib.sha256(key.encode()).hexdigest()[:24]}"
-    if lake.exists(out):
-        from raylake.lake.commit import holds, snapshot
-
-        dtab = snapshot(lake, out)
-        if dtab is not None and holds(dtab, app_id, 1):
-            return Written(dtab.version(), lake.count(out), False)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:24]
+    app_id = f"raylake.synth-sample/{mv.name}/{digest}"
+    txn = 1
+    dtab = snapshot(lake, out)
+    if dtab is not None:
+        done = dtab.transaction_version(app_id)
+        if done is not None:
+            # This sample was written once; it is still the table's rows only if the
+            # latest version is that write (another sample may have replaced it since).
+            if _latest_sample_key(lake, dtab, out) == digest:
+                return Written(dtab.version(), lake.count(out), False, digest)
+            txn = int(done) + 1
     blob = ray.put(loaded.data)
     task = ray.remote(num_cpus=TASK_CPUS, max_retries=2)(sample_rows)
-    refs = [task.remote(blob, mv.flavor_info, n, s, dict(conditions)) for n, s in tasks]
+    schema = mv.training.get("arrow_schema")
+    refs = [task.remote(blob, mv.flavor_info, n, s, dict(conditions), schema) for n, s in tasks]
     try:
         parts = ray.get(refs)
     except Exception as exc:  # a task's SynthError comes back wrapped by Ray
@@ -154,5 +163,21 @@ def sample_to_table(lake: Lake, loaded: Loaded, tasks: list[tuple[int, int]],
         raise
     table = pa.concat_tables(parts, promote_options="permissive")
     version = write_table(lake, out, table, mode="overwrite", app_id=app_id, run_id=run_id,
-                          job="synth-sample")
-    return Written(version, table.num_rows, True)
+                          job="synth-sample", txn_version=txn)
+    return Written(version, table.num_rows, True, digest)
+
+
+def _latest_sample_key(lake: Lake, dtab: Any, out: str) -> str | None:
+    """The sample key the run that wrote ``out``'s latest version recorded, if a sample."""
+    from raylake.errors import RunNotFoundError
+    from raylake.lake.runs import get_run
+
+    run_id = (dtab.history(1) or [{}])[0].get("raylake.run_id")
+    if not run_id:
+        return None
+    try:
+        record = get_run(lake, str(run_id))
+    except RunNotFoundError:
+        return None
+    keys = [o.get("sample_key") for o in record.get("outputs") or [] if o.get("table") == out]
+    return keys[0] if keys else None
