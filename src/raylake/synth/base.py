@@ -323,6 +323,16 @@ class Trainable(Synthesizer):
         self.fit_stats = stats
         return dict(stats)
 
+    def _encoded(self, data: np.ndarray) -> np.ndarray:
+        """``data`` as float32, SynthError unless it is the transformer's encoding
+        ([rows, output_dim], some rows): what :meth:`train_loop` trains on."""
+        tr = self._fitted()
+        data = np.asarray(data, dtype=np.float32)
+        if data.ndim != 2 or data.shape[1] != tr.output_dim or len(data) == 0:
+            raise SynthError(f"{self.kind.upper()} trains on the transformer's encoding: "
+                             f"[rows, {tr.output_dim}] with rows, got {data.shape}.")
+        return data
+
     def _fit(self, df: pd.DataFrame, seed: int) -> dict[str, float]:  # fit() is overridden
         raise NotImplementedError
 

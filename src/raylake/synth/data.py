@@ -3,8 +3,6 @@ columns chosen, a seeded sample when the table is larger than ``synth.max_rows``
 
 from __future__ import annotations
 
-import dataclasses
-import enum
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,14 +149,8 @@ def read_real(lake: Lake, table: str, version: Any, columns: list[str],
     return RealRows(fit, out, resolved, total, features, kept)
 
 
-def plain(value: Any) -> Any:
-    """A config dataclass as plain JSON values (enums as their text)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    return value
+def plain(section: Any) -> Any:
+    """A typed config section as plain JSON values (enums as their text)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.structured(section), enum_to_str=True)

@@ -133,21 +133,12 @@ def _synthetic(ctx: JobContext, loaded: Any, real: sdata.RealRows,
     return rows.to_pandas(), f"{n} rows sampled from {loaded.version.ref} (seed {ctx.conf.synth.seed})"
 
 
+
 def _latest_sample(lake: Any, ref: str, table: str) -> str | None:
     """``table`` when its latest version is an unconditioned sample of model ``ref`` (by
     the run record of the write), else None: a sample of another version of the model, or
     one kept to a condition, says nothing of this model's rows."""
-    from raylake.errors import RunNotFoundError
-    from raylake.lake.runs import get_run
+    from raylake.synth.sample import latest_output
 
-    if not lake.exists(table):
-        return None
-    run_id = (lake.table(table).history(1) or [{}])[0].get("raylake.run_id")
-    try:
-        record = get_run(lake, str(run_id)) if run_id else None
-    except RunNotFoundError:
-        record = None
-    outs = [o for o in (record or {}).get("outputs") or [] if o.get("table") == table]
-    if outs and outs[0].get("model") == ref and not outs[0].get("conditions"):
-        return table
-    return None
+    out = latest_output(lake, table)
+    return table if out and out.get("model") == ref and not out.get("conditions") else None

@@ -147,7 +147,7 @@ def sample_to_table(lake: Lake, loaded: Loaded, tasks: list[tuple[int, int]],
         if done is not None:
             # This sample was written once; it is still the table's rows only if the
             # latest version is that write (another sample may have replaced it since).
-            if _latest_sample_key(lake, dtab, out) == digest:
+            if (latest_output(lake, out) or {}).get("sample_key") == digest:
                 return Written(dtab.version(), lake.count(out), False, digest)
             txn = int(done) + 1
     blob = ray.put(loaded.data)
@@ -167,17 +167,20 @@ def sample_to_table(lake: Lake, loaded: Loaded, tasks: list[tuple[int, int]],
     return Written(version, table.num_rows, True, digest)
 
 
-def _latest_sample_key(lake: Lake, dtab: Any, out: str) -> str | None:
-    """The sample key the run that wrote ``out``'s latest version recorded, if a sample."""
+def latest_output(lake: Lake, table: str) -> dict[str, Any] | None:
+    """What the run that wrote ``table``'s latest version recorded of it (its output entry:
+    model, seed, conditions, sample key), None when no run record says."""
     from raylake.errors import RunNotFoundError
     from raylake.lake.runs import get_run
 
-    run_id = (dtab.history(1) or [{}])[0].get("raylake.run_id")
+    if not lake.exists(table):
+        return None
+    run_id = (lake.table(table).history(1) or [{}])[0].get("raylake.run_id")
     if not run_id:
         return None
     try:
         record = get_run(lake, str(run_id))
     except RunNotFoundError:
         return None
-    keys = [o.get("sample_key") for o in record.get("outputs") or [] if o.get("table") == out]
-    return keys[0] if keys else None
+    outs = [o for o in record.get("outputs") or [] if o.get("table") == table]
+    return outs[0] if outs else None

@@ -171,10 +171,7 @@ class TVAE(Trainable):
         means per row)."""
         tr = self._fitted()
         p = self.params
-        data = np.asarray(data, dtype=np.float32)
-        if data.ndim != 2 or data.shape[1] != tr.output_dim or len(data) == 0:
-            raise SynthError(f"TVAE trains on the transformer's encoding: [rows, "
-                             f"{tr.output_dim}] with rows, got {data.shape}.")
+        data = self._encoded(data)
         done = epochs_done(start, p.epochs)
         with seeded(derived_seed(seed, 0)):
             net = self._network()
