@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,56 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@dataclass
+class ChainRun:
+    """One `raylake chain` run: its lake, what it returned, what it printed, and the
+    secret it was handed through the environment."""
+
+    root: str
+    out: dict
+    lines: list[str]
+    secret: str
+
+
+@pytest.fixture(scope="session")
+def chain_lake(ray_session, tmp_path_factory) -> ChainRun:
+    """`raylake chain` (the README's main job) run once on January 2013 with a planted
+    secret in ``lake.storage_options``: the chain test asserts on its output, the branch
+    test runs the chain again on a branch of it, the UI tests browse it. One run, because
+    the chain costs a minute and a half on 2 cores. Tests may add branches and tags to
+    this lake, never write its tables on main (the branch test checks main's every byte)."""
+    import uuid
+
+    from ray import serve
+    from secretscan import PLANT
+    from test_chain import month_csv
+
+    from raylake.chain.jobs import chain
+    from raylake.config.loader import compose_config
+
+    tmp = tmp_path_factory.mktemp("chain")
+    root = str(tmp / "lake")
+    # A credential handed in from the environment, as a user would: deltalake ignores it
+    # for a local lake, and no file the chain writes may hold it (test_chain.py).
+    secret = f"planted-{uuid.uuid4().hex}"
+    os.environ["RAYLAKE_PLANTED"] = secret
+    cfg = compose_config([
+        PLANT, f"model_server.config_file={root}/serve.yaml",
+        f"lake.root={root}",
+        f"dataset.tables.flights.source.path={month_csv('flights', tmp)}",
+        f"dataset.tables.weather.source.path={month_csv('weather', tmp)}",
+        # January only: validation from the 18th, test from the 25th.
+        "train.split.valid_start=2013-01-18", "train.split.test_start=2013-01-25",
+        "train.xgboost.num_boost_round=10", "train.scaling.num_workers=1",
+        "train.checkpoint_every=10", f"model_server.port={free_port()}",
+        "model_server.max_replicas=1", "model_server.log_flush_s=0.5",
+    ], job="chain")
+    lines: list[str] = []
+    try:
+        out = chain(cfg, echo=lines.append)
+    finally:
+        serve.shutdown()  # chain deletes only its app on a Ray it did not start
+        os.environ.pop("RAYLAKE_PLANTED", None)
+    return ChainRun(root, out, lines, secret)

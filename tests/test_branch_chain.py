@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from conftest import free_port
 from test_branches import table_state
-from test_chain import month_csv
 
 from raylake.config.loader import compose_config
 
@@ -36,7 +35,7 @@ def _files(root: str) -> dict[str, str]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-def test_chain_on_a_branch_leaves_main_unchanged(ray_session, tmp_path):
+def test_chain_on_a_branch_leaves_main_unchanged(ray_session, chain_lake, tmp_path):
     from ray import serve
 
     from raylake.chain.jobs import chain
@@ -45,28 +44,24 @@ def test_chain_on_a_branch_leaves_main_unchanged(ray_session, tmp_path):
     from raylake.lake.runs import list_runs
     from raylake.models import ModelRegistry
 
-    root = str(tmp_path / "lake")
-    common = [
-        f"lake.root={root}",
-        f"dataset.tables.flights.source.path={month_csv('flights', tmp_path)}",
-        f"dataset.tables.weather.source.path={month_csv('weather', tmp_path)}",
+    # Main is the session's chain run (tests/conftest.py: January, 10 rounds); the branch
+    # run reads the same month's files with a different number of rounds.
+    root = chain_lake.root
+    month = Path(root).parent
+    on_branch = compose_config([
+        f"lake.root={root}", "lake.branch=exp1",
+        f"dataset.tables.flights.source.path={month / 'flights_2013_01.csv'}",
+        f"dataset.tables.weather.source.path={month / 'weather_2013_01.csv'}",
         "train.split.valid_start=2013-01-18", "train.split.test_start=2013-01-25",
         "train.scaling.num_workers=1", "train.checkpoint_every=10",
         "model_server.max_replicas=1", "model_server.log_flush_s=0.5",
-        # One port for both runs: Serve's HTTP proxy outlives the first run's app (the
-        # chain deletes only its app on a Ray it did not start) and keeps its port.
-        f"model_server.port={free_port()}",
-    ]
-    on_main = compose_config([*common, "train.xgboost.num_boost_round=10"], job="chain")
-    on_branch = compose_config([*common, "lake.branch=exp1",
-                                "train.xgboost.num_boost_round=50"], job="chain")
+        f"model_server.port={free_port()}", "train.xgboost.num_boost_round=50",
+    ], job="chain")
+    lake = Lake(Storage.from_config(root))
+    before, files = table_state(lake), _files(root)
+    models = [v.to_dict() for v in ModelRegistry(lake).list()]
+    runs = list_runs(lake)
     try:
-        chain(on_main, echo=lambda *_: None)
-        lake = Lake(Storage.from_config(root))
-        before, files = table_state(lake), _files(root)
-        models = [v.to_dict() for v in ModelRegistry(lake).list()]
-        runs = list_runs(lake)
-
         made = create_branch(lake, "exp1")
         print(f"branch of the chain's lake: {len(made.info.tables)} tables, "
               f"{made.files_linked} files linked, {made.bytes_copied} bytes copied, "

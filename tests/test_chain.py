@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import importlib.util
 import io
-import uuid
 import zipfile
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import free_port
-from secretscan import PLANT, files_holding
+from secretscan import files_holding
 
-from raylake.config.loader import compose_config
 from raylake.config.redact import REDACTED
 
 MONTH = 1  # January 2013: 27,004 flights, 2,159 weather hours
@@ -48,32 +45,10 @@ def month_csv(name: str, out: Path) -> str:
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_chain_reaches_the_http_answer_and_its_lineage(ray_session, tmp_path, monkeypatch):
-    from ray import serve
-
-    from raylake.chain.jobs import chain
-
-    root = str(tmp_path / "lake")
-    # A credential handed in from the environment, as a user would: deltalake ignores it
-    # for a local lake, and no file the chain writes may hold it.
-    secret = f"planted-{uuid.uuid4().hex}"
-    monkeypatch.setenv("RAYLAKE_PLANTED", secret)
-    cfg = compose_config([
-        PLANT, f"model_server.config_file={root}/serve.yaml",
-        f"lake.root={root}",
-        f"dataset.tables.flights.source.path={month_csv('flights', tmp_path)}",
-        f"dataset.tables.weather.source.path={month_csv('weather', tmp_path)}",
-        # January only: validation from the 18th, test from the 25th.
-        "train.split.valid_start=2013-01-18", "train.split.test_start=2013-01-25",
-        "train.xgboost.num_boost_round=10", "train.scaling.num_workers=1",
-        "train.checkpoint_every=10", f"model_server.port={free_port()}",
-        "model_server.max_replicas=1", "model_server.log_flush_s=0.5",
-    ], job="chain")
-    lines: list[str] = []
-    try:
-        out = chain(cfg, echo=lines.append)
-    finally:
-        serve.shutdown()  # chain deletes only its app on a Ray it did not start
+def test_chain_reaches_the_http_answer_and_its_lineage(ray_session, chain_lake):
+    # The run itself is the session's `chain_lake` (tests/conftest.py): January only,
+    # validation from the 18th, test from the 25th, a secret planted from the environment.
+    root, out, lines, secret = chain_lake.root, chain_lake.out, chain_lake.lines, chain_lake.secret
     assert ray_session.is_initialized(), "chain must not stop a Ray it joined"
 
     from raylake.lake import Lake, Storage
