@@ -177,6 +177,9 @@ class TableConfig:
 @dataclass
 class DatasetConfig:
     name: str = MISSING
+    # A folder that source paths may interpolate (``path: ${dataset.root}/x/*.parquet``),
+    # for data a user generates or downloads (recsys_world) rather than data that ships.
+    root: Optional[str] = None
     tables: dict[str, TableConfig] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
