@@ -249,7 +249,7 @@ def test_only_allowlisted_networks_register(lake, net):
     for model in (torch.nn.Linear(2, 1), Subclass(2, [4])):
         with pytest.raises(ModelError, match="ARCHITECTURES"):
             register(ModelRegistry(lake), "odd", model, flavor="torch")
-    assert set(nets.ARCHITECTURES) == {"TabularMLP"}
+    assert set(nets.ARCHITECTURES) == {"TabularMLP", "TwoTower"}
 
 
 class LinearFlavor(flavors.Flavor):

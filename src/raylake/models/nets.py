@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from raylake.errors import ArtifactError, ModelError
+from raylake.models.two_tower import TwoTower
 
 
 class TabularMLP(nn.Module):
@@ -114,7 +115,7 @@ def _count(value: Any, what: str, *, minimum: int) -> int:
 
 # The only classes a torch artifact can be loaded into. Add a network here (by
 # name) to make it registrable; the name, not a class path, is what is stored.
-ARCHITECTURES: dict[str, type[nn.Module]] = {"TabularMLP": TabularMLP}
+ARCHITECTURES: dict[str, type[nn.Module]] = {"TabularMLP": TabularMLP, "TwoTower": TwoTower}
 
 
 def architecture_of(model: nn.Module) -> tuple[str, dict[str, Any]]:
