@@ -15,6 +15,21 @@ worker trained on, the seconds of the last epoch (training only; the first epoch
 includes CUDA start-up) and the test AUC. Exit status 1 when the worker did not
 train on a GPU or the model did not learn (test AUC <= 0.6). The last line is:
     gpu_check: device <d>, epoch_s <s>, rows_per_s <r>, test_auc <a>
+
+With ``--cnn`` it checks the vision pipeline instead (docs/vision.md):
+
+    python benchmarks/gpu_check.py --cnn [--steps 300] [--batch-size 512]
+
+- mixed precision: a matmul under autocast on the GPU computes in bf16 (fp16 where the
+  GPU has no bf16), and one fp16 step with a gradient scaler changes the weights;
+- the DDP path: one process group over nccl (world size 1) wraps the CNN in
+  DistributedDataParallel and takes a step with an all-reduce;
+- the pipeline: MNIST 5k ingested into a temporary lake (`vision-ingest
+  dataset=mnist_5k`), then `vision-train train=cnn_gpu` on one GPU worker for a fixed
+  number of steps (epochs of the 4,000 train images), Ray Data decoding and augmenting
+  on the CPUs; GPU utilisation is sampled with nvidia-smi meanwhile. Exit status 1 when
+  a check fails or the test accuracy is under 0.9. The last line is:
+    gpu_check cnn: device <d>, precision <p>, img_per_s <r>, gpu_util_pct <u>, test_accuracy <a>
 """
 
 from __future__ import annotations
@@ -75,10 +90,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cpus-per-worker", type=float, default=4,
                     help="CPUs the GPU worker reserves (Ray Data feeds it from the rest)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary lake")
+    ap.add_argument("--cnn", action="store_true",
+                    help="check the vision pipeline (CNN, mixed precision, DDP) instead")
+    ap.add_argument("--steps", type=int, default=300, help="--cnn: optimizer steps at least")
     args = ap.parse_args(argv)
 
     name = gpu_or_exit()
     print(f"gpu_check: torch sees {name}")
+    from gpu_check_cnn import cnn_check
+
+    # This folder's profile.py shadows the standard library's (torch imports it via
+    # cProfile); Ray gives its workers the script's folder while it is on sys.path.
+    here = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
+    if args.cnn:
+        return cnn_check(args)
 
     from raylake.config.loader import compose_config
     from raylake.lake import Lake, Storage

@@ -4,6 +4,8 @@ python jobs/drift.py table=weather drift.reference="month in [1]" drift.current=
 
 import sys
 
+import _tree  # noqa: F401  (raylake from the submitted tree: jobs/_tree.py)
+
 from raylake.cli import run_job
 
 if __name__ == "__main__":

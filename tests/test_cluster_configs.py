@@ -32,6 +32,10 @@ RAY_VERSION = "2.60.0"
 CPU_IMAGE_K8S = f"rayproject/ray:{RAY_VERSION}-py311"
 GPU_IMAGE = f"rayproject/ray:{RAY_VERSION}-py311-gpu"
 CPU_IMAGE_DOCKER = f"rayproject/ray:{RAY_VERSION}-py311-cpu"
+# The images built from cluster/docker/Dockerfile (raylake installed on Ray's image).
+DOCKERFILE = REPO / "cluster" / "docker" / "Dockerfile"
+RAYLAKE_CPU_IMAGE = "CHANGE-ME/raylake:0.1.0-cpu"
+RAYLAKE_GPU_IMAGE = "CHANGE-ME/raylake:0.1.0-gpu"
 AUTH_SECRET_KEY = "auth_token"  # the data key KubeRay expects in the token Secret
 
 # Field names of the KubeRay ray.io/v1 CRDs (KubeRay 1.6). Depending on the client's
@@ -303,7 +307,9 @@ def check_token_env(container: dict[str, Any], secret: str) -> None:
     assert (ref["name"], ref["key"]) == (secret, AUTH_SECRET_KEY)
 
 
-def check_cluster_spec(spec: dict[str, Any], *, want_gpu: bool) -> None:
+def check_cluster_spec(spec: dict[str, Any], *, want_gpu: bool,
+                       images: tuple[str, str] = (CPU_IMAGE_K8S, GPU_IMAGE)) -> None:
+    cpu_image, gpu_image = images
     unknown = set(spec) - RAYCLUSTER_SPEC_FIELDS
     assert not unknown, f"unknown fields {unknown}"
     assert spec["rayVersion"] == RAY_VERSION
@@ -321,7 +327,7 @@ def check_cluster_spec(spec: dict[str, Any], *, want_gpu: bool) -> None:
         "rayStartParams values must be strings"
     )
     (head_c,) = containers(head["template"])
-    assert head_c["image"] == CPU_IMAGE_K8S
+    assert head_c["image"] == cpu_image
     assert {p["containerPort"] for p in head_c["ports"]} >= {6379, 8265}
     check_resources(head_c, gpu=False)
     check_token_env(head_c, secret)
@@ -336,7 +342,7 @@ def check_cluster_spec(spec: dict[str, Any], *, want_gpu: bool) -> None:
         assert 0 <= lo <= group.get("replicas", lo) <= hi, f"{name}: replicas out of bounds"
         (c,) = containers(group["template"])
         is_gpu = name == "gpu"
-        assert c["image"] == (GPU_IMAGE if is_gpu else CPU_IMAGE_K8S)
+        assert c["image"] == (gpu_image if is_gpu else cpu_image)
         check_resources(c, gpu=is_gpu)
         check_token_env(c, secret)
     assert groups["cpu"]["maxReplicas"] >= 1
@@ -364,8 +370,10 @@ def check_rayjob(job: dict[str, Any]) -> None:
     packages = runtime_env["pip"]["packages"] if isinstance(runtime_env["pip"], dict) \
         else runtime_env["pip"]
     names = [re.split(r"[=<>!~\[ ]", p, maxsplit=1)[0] for p in packages]
-    assert "raylake" in names and "torch" in names
-    assert names.index("torch") < names.index("raylake")
+    # torch first (its CPU build), then raylake's dependencies; raylake itself comes with
+    # the working_dir (jobs/_tree.py, py_modules), as no package index has it.
+    assert names[0] == "torch" and "deltalake" in names and "raylake" not in names
+    assert runtime_env.get("working_dir")
     if "rayClusterSpec" in spec:
         check_cluster_spec(spec["rayClusterSpec"], want_gpu=False)
 
@@ -391,13 +399,16 @@ def check_rayservice(service: dict[str, Any]) -> None:
     assert 0 < dep.ray_actor_options.num_cpus <= 1
     assert dep.max_ongoing_requests >= app.args["config"]["model_server"].get("max_batch_size", 32)
     RuntimeEnv(**app.runtime_env)
+    # No package index has raylake: the app imports it from the image, never a pip install.
+    assert "pip" not in app.runtime_env and "raylake" not in str(app.runtime_env)
     conf = config_from_args(app.args["config"])  # what app_builder does on the cluster
     assert conf.lake.root.startswith("s3://")
     arms = conf.model_server.arms
     assert arms and any(not a.shadow for a in arms.values())
     assert all(re.fullmatch(r"[\w-]+:\d+", a.model) for a in arms.values()), (
         "pin each arm to a version: a moving `champion` would differ between replicas")
-    check_cluster_spec(spec["rayClusterConfig"], want_gpu=False)
+    check_cluster_spec(spec["rayClusterConfig"], want_gpu=False,
+                       images=(RAYLAKE_CPU_IMAGE, RAYLAKE_GPU_IMAGE))
 
 
 @pytest.fixture(scope="module")
@@ -655,3 +666,20 @@ def test_entrypoint_scripts_exist():
     assert "docs/runbook.md" in refs["jobs/ingest.py"], "the runbook shows the ingest job"
     missing = {s: where for s, where in refs.items() if not (REPO / s).is_file()}
     assert not missing, f"referenced but not in the repo: {missing}"
+
+
+def test_the_dockerfile_builds_both_variants_on_rays_image():
+    """cluster/docker/Dockerfile: FROM the pinned Ray's image in the variant asked for,
+    torch before raylake (the CPU build for cpu), raylake from the tree; its build lines
+    name the tags the RayService runs. (No docker here: the file is checked, not built.)"""
+    text = DOCKERFILE.read_text()
+    assert f"ARG RAY_VERSION={RAY_VERSION}" in text
+    assert "FROM rayproject/ray:${RAY_VERSION}-py311-${VARIANT}" in text
+    for variant in ("cpu", "gpu"):  # both bases are images Ray publishes
+        assert f"rayproject/ray:{RAY_VERSION}-py311-{variant}" in (CPU_IMAGE_DOCKER, GPU_IMAGE)
+    torch_at, raylake_at = text.index('"torch==${TORCH_VERSION}+cpu"'), text.index(
+        "pip install --no-cache-dir /opt/raylake")
+    assert torch_at < raylake_at and "COPY --chown=ray:users src /opt/raylake/src" in text
+    for tag in (RAYLAKE_CPU_IMAGE, RAYLAKE_GPU_IMAGE):
+        assert f"-t {tag} ." in text
+    assert RAYLAKE_CPU_IMAGE in RAYSERVICE.read_text()

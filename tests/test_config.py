@@ -81,7 +81,7 @@ def test_every_option_of_every_group_composes_through_to_config(group, option):
 @pytest.mark.parametrize("option", options("train"))
 def test_train_options_name_their_model_and_table(option):
     t = to_config(compose_config([f"train={option}"], job="train")).train
-    assert t.trainer in ("xgboost", "torch") and option.startswith(t.trainer)
+    assert t.trainer in ("xgboost", "torch", "cnn") and option.startswith(t.trainer)
     assert t.model_name and t.table and t.label and t.split.time_column
     assert t.scaling.use_gpu == option.endswith("_gpu")
 
@@ -152,7 +152,7 @@ def test_unknown_column_type_suggests():
 @pytest.mark.parametrize("dataset", options("dataset"))
 def test_every_dataset_composes_and_types_resolve(dataset):
     cfg = to_config(compose_config([f"dataset={dataset}"]))
-    assert cfg.dataset.tables
+    assert cfg.dataset.tables or cfg.dataset.images
     for key, table in cfg.dataset.tables.items():
         specs = column_specs(table.columns, key)
         names = [s.name for s in specs]

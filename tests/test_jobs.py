@@ -100,7 +100,8 @@ def test_cli_multirun_and_admin_commands(ray_address, tmp_path):
     runs = cli("runs", "list")
     assert runs.count("ingest-") == 2 and "succeeded" in runs
     run_id = runs.splitlines()[1].split()[0]
-    shown = json.loads(cli("runs", "show", run_id))
+    shown = json.loads(cli("runs", "show", run_id, "--json"))
     assert shown["run_id"] == run_id and shown["outputs"]
+    assert cli("runs", "show", run_id).startswith(f"run {run_id} (ingest): succeeded")
     diff = json.loads(cli("lake", "diff", "airlines", "0", "0"))
     assert diff["rows_added"] == 0 and diff["rows_removed"] == 0

@@ -295,7 +295,7 @@ def test_flavor_registry_finds_builtins_and_a_registered_flavor(lake):
     linear = flavors.register_flavor(LinearFlavor())
     try:
         assert flavors.get_flavor("np_linear") is linear
-        with pytest.raises(ModelError, match="Use one of: xgboost, torch, np_linear"):
+        with pytest.raises(ModelError, match="Use one of: xgboost, torch, image_classifier, np_linear"):
             flavors.get_flavor("linear")
         spec = FeatureSpec(["x0", "x1"], [], {}, "y")
         table = pa.table({"x0": [0.5, -1.0, None], "x1": [2.0, 0.0, 1.0]})
@@ -427,10 +427,11 @@ def test_cli_list_show_promote(lake, booster):
     assert listing[0].split()[:4] == ["name", "version", "stage", "flavor"]
     assert listing[1].split()[:3] == ["delay", "1", "archived"] and "auc=0.8123" in listing[1]
     assert listing[2].split()[:3] == ["delay", "2", "champion"]
-    shown = json.loads(cli("show", "delay:1").stdout)
+    shown = json.loads(cli("show", "delay:1", "--json").stdout)
     assert shown["training"] == TRAINING and shown["features"] == FEATURES
     assert [h["stage"] for h in shown["history"]] == ["candidate", "champion", "archived"]
-    assert json.loads(cli("show", "delay").stdout)["version"] == 2  # the champion
+    assert json.loads(cli("show", "delay", "--json").stdout)["version"] == 2  # the champion
+    assert cli("show", "delay").stdout.startswith("delay:2  stage champion")
     bad = cli("promote", "delay", "2", "--stage", "prod", ok=False)
     assert bad.returncode == 2 and "error: Cannot move a model version to stage 'prod'" in bad.stderr
     assert "Traceback" not in bad.stderr

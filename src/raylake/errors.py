@@ -175,3 +175,13 @@ class SynthError(RaylakeError):
 class MonitorError(RaylakeError):
     """Model monitoring, outcomes, alerts or continuous training cannot go on: a model
     without training lineage, a bad reference, an outcomes file that does not fit."""
+
+
+class ImageError(RaylakeError):
+    """An image cannot be used: undecodable bytes, a mode or size other than the declared
+    one. Ingestion quarantines the image with this message as the reason."""
+
+
+class VisionError(RaylakeError):
+    """A computer-vision job cannot go on as configured: an empty class folder, no images
+    to train on, a model that does not fit the table; the message names the fix."""

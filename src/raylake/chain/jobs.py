@@ -105,7 +105,11 @@ def chain(ctx: JobContext) -> dict[str, Any]:
         out["lineage"] = render(tree)
         echo("\n".join(out["lineage"]))
         echo(f"   look: raylake lineage {ref} {lake_arg}; raylake runs list {lake_arg}")
-    echo(f"\nchain done in {time.perf_counter() - started:.0f}s; lake at {conf.lake.root}")
+    from raylake.runtime import console
+
+    log_file = console().log_file
+    echo(f"\nchain done in {time.perf_counter() - started:.0f}s; lake at {conf.lake.root}"
+         + (f"; Ray's own log lines: {log_file}" if log_file else ""))
     return out
 
 
@@ -121,7 +125,9 @@ def _serve_and_predict(c: DictConfig, body: dict[str, Any], echo: Any, *,
     url = f"http://{ms.host}:{ms.port}/predict"
     try:
         serve_job(c, echo=echo, blocking=False)
-        echo(f"POST {url} {json.dumps(body)}")
+        entities = ", ".join(f"{k}={v[0]}" for k, v in body["entities"].items())
+        echo(f"POST {url}: unit {body['unit_id']} ({entities}; {len(body['features'])} "
+             "request features)")
         req = urllib.request.Request(url, data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"})
         try:
@@ -133,7 +139,10 @@ def _serve_and_predict(c: DictConfig, body: dict[str, Any], echo: Any, *,
         except (urllib.error.URLError, TimeoutError) as exc:
             raise RaylakeError(f"No answer from the model server at {url}: {exc}. Check "
                                "model_server.host/port and the Serve logs.") from exc
-        echo(f"-> {json.dumps(answer)}")
+        predictions = ", ".join(f"{p:.4g}" if isinstance(p, float) else str(p)
+                                for p in answer.get("predictions") or [])
+        echo(f"-> {answer.get('model')}:{answer.get('version')} (arm {answer.get('arm')}): "
+             f"{predictions}; request {answer.get('request_id')}")
     finally:
         # Stopping the replica flushes its request log to the lake. Only this job's app
         # goes: other apps on a shared cluster keep running.

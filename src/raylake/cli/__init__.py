@@ -29,6 +29,7 @@ ADMIN = {
     "repro": "re-run a pipeline stage and its upstream where inputs, config or code changed",
     "exp": "compare runs of a job: params that differ, metrics, input versions",
     "governance": "erase a data subject (--key COLUMN=VALUE); retention: delete what is older",
+    "ui": "a read-only web UI over the lake (--port 8080): tables, runs, lineage, models",
 }
 
 _OVERRIDE = re.compile(r"^[+~]{0,2}[A-Za-z_][\w.\-/@]*=")
@@ -133,6 +134,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from raylake.cli.governance import governance_command
 
             return governance_command(rest)
+        if command == "ui":
+            from raylake.cli.ui import ui_command
+
+            return ui_command(rest)
         if command in ("pipelines", "repro", "exp"):
             from raylake.cli.pipelines import pipelines_command
 
@@ -191,10 +196,15 @@ def run_job(job: str, args: Sequence[str]) -> int:
     @hydra.main(config_path=str(CONF_DIR), config_name=CONFIG_NAME, version_base="1.3")
     def _task(cfg: Any) -> Any:
         try:
+            _console(cfg, job)
             return spec(cfg)
         except RaylakeError as exc:
             # A user-facing error: its message says what to do; no traceback.
             print(f"error: {exc}", file=sys.stderr)
+            failed.append(exc)
+            return None
+        except KeyboardInterrupt as exc:  # Ctrl-C: one line, no traceback
+            print(f"raylake {job}: interrupted", file=sys.stderr)
             failed.append(exc)
             return None
 
@@ -204,7 +214,22 @@ def run_job(job: str, args: Sequence[str]) -> int:
         _task()
     finally:
         sys.argv = saved
+        from raylake.runtime import close_console
+
+        close_console()
     return 1 if failed else 0
+
+
+def _console(cfg: Any, job: str) -> None:
+    """The terminal of a command: Ray's own lines to a log file (shown from
+    ``log_level`` up), Ray Data's progress bars on an interactive terminal
+    (``progress``); see ``raylake.runtime.configure_console``."""
+    from raylake.runtime import configure_console, log_path, wants_progress
+
+    level = cfg.get("log_level")
+    configure_console(progress=wants_progress(cfg.get("progress")),
+                      level=str(getattr(level, "value", level) or "ERROR"),
+                      log_file=log_path(cfg.get("log_dir"), str(cfg.lake.root), job))
 
 
 # -- admin commands -------------------------------------------------------------
@@ -415,23 +440,47 @@ def _runs(args: Sequence[str]) -> int:
     ls = sub.add_parser("list")
     ls.add_argument("--job")
     ls.add_argument("--limit", type=int, default=20)
-    sh = sub.add_parser("show")
+    sh = sub.add_parser("show", help="a run: inputs, outputs, key metrics (--full: the "
+                                     "config and every metric; --json: the record)")
     sh.add_argument("run_id")
+    _full_flags(sh)
     ns = p.parse_args(rest)
     lake = _open_lake(overrides)
     if ns.op == "list":
+        from raylake.cli.summaries import outputs_text
+
         rows = [
             {"run_id": r["run_id"], "job": r["job"], "status": r["status"],
              "started_at": r["started_at"], "duration_s": r["duration_s"],
-             # Outputs are tables, or model versions (train, tune).
-             "outputs": ", ".join(f"{o.get('table') or o.get('model')}@{o.get('version')}"
-                                  for o in r["outputs"] or [])}
+             # Tables, model versions (train, tune), an online store (materialize), reports.
+             "outputs": outputs_text(r["outputs"])}
             for r in list_runs(lake, ns.job, ns.limit)
         ]
         _print_rows(rows, empty="no runs")
     else:
-        print(json.dumps(get_run(lake, ns.run_id), indent=2, default=str))
+        from raylake.cli.summaries import run_summary
+
+        _show(get_run(lake, ns.run_id), run_summary, ns)
     return 0
+
+
+def _full_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--full", action="store_true",
+                       help="the summary, every metric and the whole record (YAML)")
+    group.add_argument("--json", action="store_true", help="the whole record as JSON")
+
+
+def _show(record: dict[str, Any], summarize: Any, ns: argparse.Namespace) -> None:
+    """A record as its summary, ``--full`` or ``--json``."""
+    from raylake.cli.summaries import full_text
+
+    if ns.json:
+        print(json.dumps(record, indent=2, default=str))
+    elif ns.full:
+        print("\n".join(full_text(record, summarize(record))))
+    else:
+        print("\n".join(summarize(record)))
 
 
 def _lineage(args: Sequence[str]) -> int:
@@ -469,8 +518,10 @@ def _models(args: Sequence[str]) -> int:
     sub = p.add_subparsers(dest="op", required=True)
     ls = sub.add_parser("list", help="versions with stage, flavor, run and metrics")
     ls.add_argument("name", nargs="?")
-    sh = sub.add_parser("show", help="one version's metadata and stage history (JSON)")
+    sh = sub.add_parser("show", help="one version: stage, training set, key metrics, stage "
+                                     "history (--full, --json: the whole record)")
     sh.add_argument("ref", metavar="NAME[:VERSION|champion|latest]")
+    _full_flags(sh)
     pr = sub.add_parser("promote", help="make a version the champion (or archive it)")
     pr.add_argument("name")
     pr.add_argument("version")
@@ -480,15 +531,19 @@ def _models(args: Sequence[str]) -> int:
     ns = p.parse_args(rest)
     registry = ModelRegistry(_open_lake(overrides))
     if ns.op == "list":
+        from raylake.cli.summaries import metrics_inline
+
         rows = [
             {"name": v.name, "version": v.version, "stage": v.stage, "flavor": v.flavor,
              "created_at": v.created_at, "run_id": v.run_id or "",
-             "metrics": " ".join(f"{k}={_fmt_metric(m)}" for k, m in list(v.metrics.items())[:4])}
+             "metrics": metrics_inline(v.metrics)}
             for v in registry.list(ns.name)
         ]
         _print_rows(rows, empty=f"no models in {registry.lake.root}")
     elif ns.op == "show":
-        print(json.dumps(registry.get(ns.ref).to_dict(), indent=2, default=str))
+        from raylake.cli.summaries import model_summary
+
+        _show(registry.get(ns.ref).to_dict(), model_summary, ns)
     else:
         before = {v.version: v.stage for v in registry.list(ns.name)}
         mv = registry.promote(ns.name, ns.version, ns.stage, reason=ns.reason)
@@ -498,10 +553,6 @@ def _models(args: Sequence[str]) -> int:
         for v in changed:
             print(f"{v.ref}: {before.get(v.version)} -> {v.stage}")
     return 0
-
-
-def _fmt_metric(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _print_rows(rows: list[dict[str, Any]], empty: str = "(none)") -> None:

@@ -16,6 +16,7 @@ from raylake.config.values import (
     known,
     optional_choice,
 )
+from raylake.config.vision import ImageTableConfig
 from raylake.errors import ConfigValueError
 
 
@@ -181,6 +182,8 @@ class DatasetConfig:
     # for data a user generates or downloads (recsys_world) rather than data that ships.
     root: Optional[str] = None
     tables: dict[str, TableConfig] = field(default_factory=dict)
+    # Image tables (lake table -> image source), ingested by `raylake vision-ingest`.
+    images: dict[str, ImageTableConfig] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name, table in self.tables.items():

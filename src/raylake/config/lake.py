@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Optional
 
 from raylake.config.values import at_least, positive
@@ -66,3 +67,14 @@ class RayConfig:
     def __post_init__(self) -> None:
         at_least("ray.num_cpus", self.num_cpus, 1, "2 (or null: all of them)")
         positive("ray.data_task_cpus", self.data_task_cpus, "0.5")
+
+
+class LogLevel(Enum):
+    """``log_level``: the level of Ray's own log lines a command shows on the terminal.
+    Every line of Ray's goes to the command's log file (``log_dir``) whatever the level;
+    raylake's summaries and errors are always shown."""
+
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"

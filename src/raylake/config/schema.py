@@ -71,7 +71,7 @@ from raylake.config.labeling import (
     LFKind,
     ThresholdOp,
 )
-from raylake.config.lake import LakeConfig, RayConfig
+from raylake.config.lake import LakeConfig, LogLevel, RayConfig
 from raylake.config.monitoring import (
     AlertKind,
     AlertRuleConfig,
@@ -136,7 +136,7 @@ __all__ = [
     "FeatureServerConfig", "FeatureViewConfig", "FeaturesConfig", "ImputeStrategy",
     "IngestConfig", "InjectFailure", "JoinOn", "LakeConfig", "LogKeys", "MaterializeConfig",
     "ModelServerConfig", "OnDemandFeatureViewConfig", "OnlineStoreConfig", "OnlineStoreType",
-    "Policy", "ProfileConfig", "QualityConfig", "RayConfig", "RaylakeConfig", "ReplayConfig",
+    "LogLevel", "Policy", "ProfileConfig", "QualityConfig", "RayConfig", "RaylakeConfig", "ReplayConfig",
     "ScalingSettings", "SchedulerType", "SourceConfig", "SourceFormat", "SplitConfig",
     "TableConfig", "TableQualityConfig", "TimeAttr", "TorchSettings", "TrainConfig",
     "TrainingSetConfig", "TuneConfig", "TuneMode", "TuneSchedulerConfig", "WriteMode",
@@ -195,6 +195,13 @@ class RaylakeConfig:
     output_dir: Optional[str] = None
     # Set by the CLI: the job being run.
     job: str = "ingest"
+    # The terminal of `raylake <job>` and jobs/*.py (a job called from Python is left
+    # alone): Ray's own lines at log_level or above are shown, all of them go to a log
+    # file in log_dir (None: <lake.root>/_logs for a local lake, else .raylake/logs);
+    # progress: Ray Data's progress bars (None: on an interactive terminal only).
+    log_level: LogLevel = LogLevel.ERROR
+    log_dir: Optional[str] = None
+    progress: Optional[bool] = None
 
 
 def register_configs() -> None:

@@ -19,6 +19,7 @@ from raylake.config.values import (
     optional_choice,
     positive,
 )
+from raylake.config.vision import CnnSettings
 from raylake.errors import ConfigValueError
 
 
@@ -152,6 +153,8 @@ class TrainConfig:
     scaling: ScalingSettings = field(default_factory=ScalingSettings)
     xgboost: XGBoostSettings = field(default_factory=XGBoostSettings)
     torch: TorchSettings = field(default_factory=TorchSettings)
+    # The image CNN of `raylake vision-train` (train=cnn, config/vision.py).
+    cnn: CnnSettings = field(default_factory=CnnSettings)
     # Report (and checkpoint) every N boosting rounds or epochs; retries of a failed run.
     checkpoint_every: int = 25
     max_failures: int = 2

@@ -39,6 +39,20 @@ def parse_selection(text: str) -> pc.Expression:
         ) from exc
 
 
+def selection_columns(text: str | None) -> list[str]:
+    """The columns a selection compares, in the order written (``month in [1] and origin
+    == 'JFK'`` -> month, origin); none for an empty or unreadable selection."""
+    if not text:
+        return []
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError:
+        return []
+    names = [n.left.id for n in ast.walk(tree)
+             if isinstance(n, ast.Compare) and isinstance(n.left, ast.Name)]
+    return list(dict.fromkeys(names))
+
+
 def _expr(node: ast.AST) -> pc.Expression:
     if isinstance(node, ast.BoolOp):
         parts = [_expr(v) for v in node.values]

@@ -169,10 +169,26 @@ def reference_sets(lake: Any, constraints: Sequence[Constraint]) -> dict[str, pa
     return refs
 
 
+def _n(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def bounds_text(low: Any, high: Any) -> str:
+    """Bounds in words where one may be open: ``[1, 90]``, ``>= 1``, ``<= 90``, ``any``."""
+    if low is not None and high is not None:
+        return f"[{_n(low)}, {_n(high)}]"
+    if low is not None:
+        return f">= {_n(low)}"
+    return f"<= {_n(high)}" if high is not None else "any"
+
+
 def describe(c: Constraint) -> str:
     """What a violating row of a row check is, in words (for messages and reports)."""
     if c.check == "range":
-        return f"{c.column} outside [{c.min}, {c.max}]"
+        if c.min is None or c.max is None:
+            return (f"{c.column} below {_n(c.min)}" if c.max is None
+                    else f"{c.column} above {_n(c.max)}")
+        return f"{c.column} outside {bounds_text(c.min, c.max)}"
     if c.check == "in_set":
         return f"{c.column} not in {list(c.values)}"
     if c.check == "regex":
@@ -212,7 +228,7 @@ def table_check(c: Constraint, *, rows: int, profile: Any = None, duplicates: in
     if c.check == "row_count":
         res.observed = rows
         res.passed = (c.min is None or rows >= c.min) and (c.max is None or rows <= c.max)
-        res.message = f"{rows:,} rows; allowed [{c.min}, {c.max}]"
+        res.message = f"{rows:,} rows; allowed {bounds_text(c.min, c.max)}"
     elif c.check == "unique":
         res.observed = res.violations = int(duplicates or 0)
         res.passed = res.violations == 0
@@ -239,7 +255,7 @@ def table_check(c: Constraint, *, rows: int, profile: Any = None, duplicates: in
         res.passed = value is not None and (c.min is None or value >= c.min) and (
             c.max is None or value <= c.max)
         shown = f"{value:.4g}" if isinstance(value, float) else value
-        res.message = f"{c.stat}({c.column}) = {shown}; allowed [{c.min}, {c.max}]"
+        res.message = f"{c.stat}({c.column}) = {shown}; allowed {bounds_text(c.min, c.max)}"
     return res
 
 

@@ -92,12 +92,18 @@ def drift(ctx: JobContext) -> dict[str, Any]:
                                selection=d.current)
     thresholds = {c: {k: v for k, v in t.__dict__.items() if v is not None}
                   for c, t in d.thresholds.items()}
-    report = compare(ref[WHOLE], cur[WHOLE], columns=list(d.columns) or None,
+    columns, excluded = judged_columns(conf, ref[WHOLE], cur[WHOLE],
+                                       column_types(lake, conf.table, cur_v))
+    report = compare(ref[WHOLE], cur[WHOLE], columns=columns,
                      thresholds=thresholds, dataset_share=d.dataset_share)
     run.add_input(table=conf.table, version=ref_v, selection=d.reference, side="reference")
     run.add_input(table=conf.table, version=cur_v, selection=d.current, side="current")
-    run.metrics["drift"] = report.to_dict()
-    return {"report": report, "summary": _drift_text(conf.table, report)}
+    run.metrics["drift"] = {**report.to_dict(), "excluded": excluded}
+    text = _drift_text(conf.table, report)
+    if excluded:
+        text += "\n  not judged (the selections make them differ): " + "; ".join(
+            f"{c} ({why})" for c, why in excluded.items())
+    return {"report": report, "excluded": excluded, "summary": text}
 
 
 def _drift_text(table: str, report: DriftReport) -> str:
@@ -177,14 +183,27 @@ def quality_report(ctx: JobContext) -> dict[str, Any]:
     checks = [r.to_dict() for r in validate_version(lake, conf.table, version, constraints,
                                                     conf)[0]] if constraints else []
     ref, cur, sides = _drift_sides(lake, conf, version, prof)
-    drift_report = None
+    types = column_types(lake, conf.table, version)
+    drift_report, no_drift = None, None
+    excluded: dict[str, str] = {}
     if ref is not None and cur is not None and ref.rows and cur.rows:
         d = conf.drift
         thresholds = {c: {k: v for k, v in t.__dict__.items() if v is not None}
                       for c, t in d.thresholds.items()}
-        drift_report = compare(ref, cur, columns=list(d.columns) or None, thresholds=thresholds,
+        columns, excluded = judged_columns(conf, ref, cur, types)
+        drift_report = compare(ref, cur, columns=columns, thresholds=thresholds,
                                dataset_share=d.dataset_share)
-    report = build_report(conf.table, version, prof, checks, drift_report, ref, cur, sides)
+    elif ref is None:
+        no_drift = (f"version {version} is the first profiled version of {conf.table}, so "
+                    "there is no earlier profile to compare it with. A later version's report "
+                    "compares with this one; or compare two selections now with "
+                    "drift.reference=\"<selection>\" drift.current=\"<selection>\".")
+    else:
+        no_drift = (f"a side selects no rows (reference {ref.rows:,} rows, current "
+                    f"{cur.rows if cur is not None else 0:,} rows); check drift.reference and "
+                    "drift.current.")
+    report = build_report(conf.table, version, prof, checks, drift_report, ref, cur, sides,
+                          excluded=excluded, no_drift=no_drift, column_types=types)
     base = Path(conf.output_dir) if conf.output_dir else Path(lake.root) / "_reports"
     if "://" in str(base):
         raise ConfigError(f"output_dir={base} must be a local folder for reports.")
@@ -194,6 +213,30 @@ def quality_report(ctx: JobContext) -> dict[str, Any]:
     run.metrics["rows"] = prof.rows
     return {"json": js, "html": page, "report": report,
             "summary": f"quality report of {conf.table}@{version}: {page}\n  json: {js}"}
+
+
+def column_types(lake: Lake, table: str, version: int) -> dict[str, str]:
+    """Column -> Arrow type text of ``table`` at ``version``."""
+    import pyarrow as pa
+
+    schema = pa.schema(lake.table(table, version).schema().to_arrow())
+    return {f.name: str(f.type) for f in schema}
+
+
+def judged_columns(conf: RaylakeConfig, ref: Profile, cur: Profile, types: dict[str, str]
+                   ) -> tuple[list[str] | None, dict[str, str]]:
+    """The columns a drift verdict judges (``drift.columns`` as given, else every shared
+    column but those the selections make differ: :func:`report.drift_exclusions`), and
+    the excluded ones with why."""
+    from raylake.quality.report import drift_exclusions
+
+    d = conf.drift
+    if d.columns:
+        return list(d.columns), {}
+    excluded = drift_exclusions([d.reference, d.current], types)
+    shared = [c for c in ref.columns if c in cur.columns]
+    excluded = {c: why for c, why in excluded.items() if c in shared}
+    return ([c for c in shared if c not in excluded] or None) if excluded else None, excluded
 
 
 def _drift_sides(lake: Lake, conf: RaylakeConfig, version: int,

@@ -53,24 +53,59 @@ def histogram(profile: Profile, column: str, edges: list[float] | None = None) -
     return {"edges": [float(e) for e in edges], "share": [round(float(v), 6) for v in share]}
 
 
+# Columns that are a part of a time: selecting on one (`month in [1]`) makes every
+# timestamp column differ between the sides, and selecting a time window makes them differ.
+DATE_PARTS = frozenset({"year", "quarter", "month", "week", "day", "dayofweek", "weekday",
+                        "dayofyear", "hour", "minute", "date"})
+
+
+def drift_exclusions(selections: list[str | None], column_types: dict[str, str]
+                     ) -> dict[str, str]:
+    """The columns a drift verdict must not judge, each with the reason: those the
+    selections are made on (they differ between the sides by construction) and, when a
+    selection is on a part of a time (``month``) or on a time, the time columns or the
+    time parts that follow from it. ``column_types``: column -> Arrow type text."""
+    from raylake.lake.selection import selection_columns
+
+    times = [c for c, t in column_types.items() if t.startswith(("timestamp", "date"))]
+    out: dict[str, str] = {}
+    for text in selections:
+        for col in selection_columns(text):
+            out.setdefault(col, f"the selection is made on it ({text})")
+            if col.lower() in DATE_PARTS:
+                for t in times:
+                    out.setdefault(t, f"a time: it follows {col}, which the selection is made on")
+            if col in times:
+                for part in column_types:
+                    if part.lower() in DATE_PARTS:
+                        out.setdefault(part, f"a part of {col}, which the selection is made on")
+    return out
+
+
 def build_report(table: str, version: int, profile: Profile, checks: list[dict],
                  drift: DriftReport | None = None, reference: Profile | None = None,
-                 current: Profile | None = None, drift_sides: dict[str, str] | None = None) -> dict[str, Any]:
+                 current: Profile | None = None, drift_sides: dict[str, str] | None = None,
+                 excluded: dict[str, str] | None = None, no_drift: str | None = None,
+                 column_types: dict[str, str] | None = None) -> dict[str, Any]:
     """The report document of ``table`` at ``version``: column entries from ``profile``, the
     constraint results ``checks`` and, when ``drift`` and both side profiles are given, each
     drift column with both distributions on shared bins (``drift_sides`` describes the
-    sides)."""
+    sides; ``excluded``: columns left out of the verdict, with why). Without drift,
+    ``no_drift`` says why there is none (version 0: nothing earlier to compare with).
+    ``column_types`` (column -> Arrow type text) labels time axes as dates."""
+    types = column_types or {}
     report: dict[str, Any] = {
         "table": table, "version": version, "rows": profile.rows,
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "columns": [column_data(profile, c) for c in profile.columns],
+        "columns": [{**column_data(profile, c), "type": types.get(c)} for c in profile.columns],
         "constraints": checks,
         "drift": None,
+        "no_drift": None if drift is not None else no_drift,
     }
     if drift is not None and reference is not None and current is not None:
         cols = []
         for c in drift.columns:
-            entry = dict(c.__dict__)
+            entry = {**c.__dict__, "type": types.get(c.column)}
             if c.kind == "numeric":
                 r, k = reference.summary(c.column), current.summary(c.column)
                 (r_lo, r_hi), (k_lo, k_hi) = r.bounds(), k.bounds()
@@ -82,7 +117,8 @@ def build_report(table: str, version: int, profile: Profile, checks: list[dict],
                 entry["reference"] = {"top": [[k, v] for k, v in reference.summary(c.column).frequent[:TOP]]}
                 entry["current"] = {"top": [[k, v] for k, v in current.summary(c.column).frequent[:TOP]]}
             cols.append(entry)
-        report["drift"] = {**drift.to_dict(), "columns": cols, "sides": drift_sides or {}}
+        report["drift"] = {**drift.to_dict(), "columns": cols, "sides": drift_sides or {},
+                           "excluded": excluded or {}}
     return report
 
 
@@ -173,6 +209,7 @@ def render_html(report: dict[str, Any]) -> str:
             f"current: {e(sides.get('current', ''))} ({drift['current_rows']:,} rows)"
             "<span class='sw' style='background:var(--accent)'></span> &middot; "
             f"{len(drift['drifted_columns'])} of {len(drift['columns'])} columns drifted</p>"
+            + _excluded_note(drift.get("excluded") or {}) +
             "<table><tr><th>column</th><th>metric</th><th>value</th><th>threshold</th><th>status</th>"
             "<th>reference vs current</th></tr>")
         for c in drift["columns"]:
@@ -184,6 +221,9 @@ def render_html(report: dict[str, Any]) -> str:
                 f"<td class='num'>{c['value']:.4f}</td><td class='num'>{c['threshold']}</td>"
                 f"<td><span class='badge {state}'>{label}</span></td><td>{chart}</td></tr>")
         parts.append("</table></section>")
+    if not drift and report.get("no_drift"):
+        parts.append("<section id='drift'><h2>Drift</h2>"
+                     f"<p class='legend'>No drift section: {e(report['no_drift'])}</p></section>")
     parts.append("<section id='columns'><h2>Columns</h2><div class='grid'>")
     for col in report["columns"]:
         parts.append(_column_card(col))
@@ -207,7 +247,8 @@ def _column_card(col: dict[str, Any]) -> str:
         q = col.get("quantiles", {})
         rows += [("mean", col["mean"]), ("stddev", col["stddev"]), ("min", col["min"]),
                  ("median", q.get("q50")), ("max", col["max"])]
-        chart = _hist_svg(col["histogram"]["share"], None, 280, 70)
+        chart = _hist_svg(col["histogram"]["share"], None, 280, 84,
+                          col["histogram"].get("edges"), _is_time(col.get("type")))
     elif col["kind"] == "categorical":
         chart = _top_svg(col.get("top", []), None, 280)
     if col.get("types"):
@@ -217,23 +258,79 @@ def _column_card(col: dict[str, Any]) -> str:
             f"<div class='kind'>{col['kind']}</div><dl class='stats'>{stats}</dl>{chart}</div>")
 
 
-def _hist_svg(share: list[float], other: list[float] | None, w: int, h: int) -> str:
+# Room around a histogram's plot for its axes: share ticks on the left, values below.
+_LEFT, _BOTTOM, _TOP = 34, 16, 6
+
+
+def tick(value: float, kind: str = "") -> str:
+    """An axis tick: 4 significant digits (``1400``, ``12,350``, ``0.25``); a timestamp
+    column's value (seconds since 1970) as a date."""
+    if kind == "time":
+        try:
+            when = dt.datetime.fromtimestamp(value, dt.timezone.utc)
+            return when.strftime("%Y-%m-%d")
+        except (OverflowError, OSError, ValueError):
+            pass
+    short = f"{value:.4g}"
+    if 10_000 <= abs(value) < 1e15:
+        return f"{float(short):,.0f}"
+    return short
+
+
+def _hist_svg(share: list[float], other: list[float] | None, w: int, h: int,
+              edges: list[float] | None = None, time: bool = False) -> str:
+    """Bars of ``share`` (and ``other``, the reference, beside them) with axes: the share
+    of rows on the left (0 and the tallest bar), the values at the low end, middle and
+    high end of the bins below."""
     n = len(share)
     top = max([*share, *(other or [])] or [1]) or 1
-    bw = w / n
+    pw, ph = w - _LEFT, h - _BOTTOM - _TOP  # the plot inside the axes
+    bw = pw / n
+    kind = "time" if time else ""
+
+    def y(v: float) -> float:
+        return _TOP + ph - v / top * ph
+
     bars = []
     for i, v in enumerate(share):
+        x = _LEFT + i * bw
         if other is not None:
             ov = other[i]
-            bars.append(f"<rect x='{i * bw + 1:.1f}' y='{h - ov / top * h:.1f}' width='{bw / 2 - 1:.1f}' "
-                        f"height='{ov / top * h:.1f}' fill='#9aa7b8'/>")
-            bars.append(f"<rect x='{i * bw + bw / 2:.1f}' y='{h - v / top * h:.1f}' width='{bw / 2 - 1:.1f}' "
-                        f"height='{v / top * h:.1f}' fill='#2f6fde'/>")
+            bars.append(f"<rect x='{x + 1:.1f}' y='{y(ov):.1f}' width='{bw / 2 - 1:.1f}' "
+                        f"height='{ov / top * ph:.1f}' fill='#9aa7b8'/>")
+            bars.append(f"<rect x='{x + bw / 2:.1f}' y='{y(v):.1f}' width='{bw / 2 - 1:.1f}' "
+                        f"height='{v / top * ph:.1f}' fill='#2f6fde'/>")
         else:
-            bars.append(f"<rect x='{i * bw + 1:.1f}' y='{h - v / top * h:.1f}' width='{bw - 2:.1f}' "
-                        f"height='{v / top * h:.1f}' fill='#2f6fde' rx='1'/>")
+            bars.append(f"<rect x='{x + 1:.1f}' y='{y(v):.1f}' width='{max(bw - 2, 0.5):.1f}' "
+                        f"height='{v / top * ph:.1f}' fill='#2f6fde' rx='1'/>")
+    base = _TOP + ph
+    axes = [f"<line x1='{_LEFT}' y1='{_TOP}' x2='{_LEFT}' y2='{base}' stroke='#9aa7b8'/>",
+            f"<line x1='{_LEFT}' y1='{base}' x2='{w}' y2='{base}' stroke='#9aa7b8'/>",
+            f"<text class='bar-label' x='{_LEFT - 3}' y='{_TOP + 8}' "
+            f"text-anchor='end'>{top:.0%}</text>",
+            f"<text class='bar-label' x='{_LEFT - 3}' y='{base}' text-anchor='end'>0%</text>"]
+    if edges and len(edges) == n + 1:
+        for frac, anchor in ((0.0, "start"), (0.5, "middle"), (1.0, "end")):
+            value = edges[0] + frac * (edges[-1] - edges[0])
+            x = _LEFT + frac * pw
+            axes.append(f"<line x1='{x:.1f}' y1='{base}' x2='{x:.1f}' y2='{base + 3}' "
+                        "stroke='#9aa7b8'/>")
+            axes.append(f"<text class='bar-label axis-x' x='{x:.1f}' y='{h - 2}' "
+                        f"text-anchor='{anchor}'>{html.escape(tick(value, kind))}</text>")
     return (f"<svg role='img' width='{w}' height='{h}' viewBox='0 0 {w} {h}' "
-            f"xmlns='http://www.w3.org/2000/svg'>{''.join(bars)}</svg>")
+            f"xmlns='http://www.w3.org/2000/svg'>{''.join(axes)}{''.join(bars)}</svg>")
+
+
+def _is_time(arrow_type: Any) -> bool:
+    return str(arrow_type or "").startswith(("timestamp", "date"))
+
+
+def _excluded_note(excluded: dict[str, str]) -> str:
+    if not excluded:
+        return ""
+    items = "; ".join(f"<b>{html.escape(c)}</b>: {html.escape(why)}" for c, why in excluded.items())
+    return (f"<p class='legend' id='drift-excluded'>Not in the verdict ({len(excluded)} "
+            f"columns, they differ between the sides by construction): {items}</p>")
 
 
 def _top_svg(top: list, other: list | None, w: int) -> str:
@@ -261,6 +358,7 @@ def _top_svg(top: list, other: list | None, w: int) -> str:
 
 def _pair_svg(c: dict[str, Any]) -> str:
     if c["kind"] == "numeric":
-        return _hist_svg(c["current"]["share"], c["reference"]["share"], 260, 50)
+        return _hist_svg(c["current"]["share"], c["reference"]["share"], 260, 64,
+                         c["current"].get("edges"), _is_time(c.get("type")))
     cur = c["current"]["top"]
     return _top_svg(cur, c["reference"]["top"], 260)

@@ -52,7 +52,7 @@ from fastapi.responses import JSONResponse
 from ray import serve
 
 from raylake.auth import ApiKeys
-from raylake.errors import AuthError, RaylakeError, did_you_mean
+from raylake.errors import AuthError, ImageError, RaylakeError, did_you_mean
 from raylake.features.checks import Limits, read_body, safe_text
 from raylake.models.spec import FeatureSpec
 from raylake.serve.inputs import (
@@ -60,6 +60,7 @@ from raylake.serve.inputs import (
     Parsed,
     check_values,
     feature_kinds,
+    parse_image_request,
     parse_request,
     read_json,
     to_table,
@@ -107,8 +108,12 @@ class ModelServer:
         self.kinds: dict[str, str] = {}
         # Registered feature types per version: live profiles type their columns so.
         self.types: dict[tuple[str, int], dict[str, str]] = {}
+        # Arms whose model reads images (flavor image_classifier) -> its class names.
+        self.image_classes: dict[str, list[str]] = {}
         for arm in self.arms.values():
             mv, model = registry.load(arm.model, arm.version)
+            if mv.flavor == "image_classifier":
+                self.image_classes[arm.name] = list(mv.flavor_info.get("classes", []))
             self.types[(arm.model, arm.version)] = {f["name"]: str(f.get("type", ""))
                                                     for f in mv.features}
             spec = FeatureSpec.from_dict(mv.preprocessing)
@@ -116,6 +121,9 @@ class ModelServer:
             self.models[arm.name] = ArmModel(spec, tuple(mv.feature_names), predict)
             for name, kind in feature_kinds(spec, mv.features).items():
                 self.kinds.setdefault(name, kind)
+        if self.image_classes and len(self.image_classes) != len(self.arms):
+            raise RaylakeError("The arms mix image models with models of features; serve "
+                               "image_classifier models on a server of their own.")
         self.max_rows = settings["max_rows"]
         # Request limits and API keys (docs/security.md#http). The keys are read here, in
         # the replica, from its environment and key file: never in the Serve arguments.
@@ -223,6 +231,8 @@ class ModelServer:
             self.keys.check(request.headers, "read")
             at = self._clock(request.headers)
             raw = await read_body(request, self.limits, BadRequest)
+            if self.image_classes:
+                return await self._predict_images(raw, request, request_id, start, at)
             req = parse_request(read_json(raw, self.limits), self.kinds, self.limits,
                                 self.lookup[3] if self.lookup else None, self.max_unit_id)
             unit_id, keys = req.unit_id, req.entities
@@ -256,6 +266,40 @@ class ModelServer:
         return JSONResponse({"request_id": request_id, "unit_id": unit_id, "arm": arm.name,
                              "model": arm.model, "version": arm.version,
                              "predictions": predictions})
+
+    async def _predict_images(self, raw: bytes, request: Request, request_id: str,
+                              start: float, at: Any) -> JSONResponse:
+        """/predict for image models: base64 JSON or raw bytes (serve/inputs.py), scored by
+        the unit's arm; the answer adds each prediction's class name (``labels``)."""
+        import hashlib
+
+        import pyarrow as pa
+
+        unit_id, arm = None, None
+        try:
+            images, unit_id = parse_image_request(raw, request.headers.get("content-type", ""),
+                                                  self.limits, self.max_unit_id)
+            arm = self.assigner.assign(unit_id or request_id)
+            table = pa.table({"image": pa.array(images, pa.binary())})
+            predictions = await self._score((arm.name, table))
+        except BadRequest as exc:
+            return self._failed(exc.status, exc.kind, exc, request_id, unit_id, arm, start, at)
+        except ImageError as exc:  # decodes, but not to the model's size or channels
+            return self._failed(422, "bad_image", exc, request_id, unit_id, arm, start, at)
+        except Exception as exc:  # a bug or a broken model: the client is not at fault
+            log.exception("predict failed")
+            return self._failed(500, "internal", exc, request_id, unit_id, arm, start, at)
+        ms = (time.perf_counter() - start) * 1000
+        self._observe(arm, 200, len(predictions), ms)
+        # The log keeps each image's hash, not its bytes.
+        used = {"image_sha256": [hashlib.sha256(b).hexdigest() for b in images]}
+        self._log(request_id, unit_id, arm, 200, rows=len(predictions), features=used,
+                  predictions=predictions, latency_ms=ms, at=at)
+        classes = self.image_classes[arm.name]
+        labels = [classes[int(p)] if 0 <= int(p) < len(classes) else None for p in predictions]
+        return JSONResponse({"request_id": request_id, "unit_id": unit_id, "arm": arm.name,
+                             "model": arm.model, "version": arm.version,
+                             "predictions": predictions, "labels": labels})
 
     def _clock(self, headers: Any) -> Any:
         """The request's time from ``X-Raylake-Clock`` (None: now); 400 ``bad_clock`` for a

@@ -186,3 +186,63 @@ def _bare_aliases(names: tuple[str, ...]) -> dict[str, str]:
         if "__" in name:
             full.setdefault(name.split("__", 1)[1], []).append(name)
     return {short: f[0] for short, f in full.items() if len(f) == 1 and short not in names}
+
+
+# -- image requests (models of the image_classifier flavor) ----------------------------
+
+_IMAGE_KEYS = ("image", "images", "unit_id")
+
+
+def parse_image_request(raw: bytes, content_type: str, limits: Limits,
+                        max_unit_id: int = 256) -> tuple[list[bytes], Optional[str]]:
+    """The encoded images of a /predict body for an image model, and its unit id.
+
+    Raw bytes (``Content-Type: image/png``, ``image/jpeg`` or
+    ``application/octet-stream``) are one image; JSON is ``{"image": "<base64>"}`` or
+    ``{"images": ["<base64>", ...]}`` (with an optional ``unit_id``). Every image must
+    decode (PNG or JPEG, mode L or RGB): 422 ``bad_image`` naming the first that does not.
+    """
+    import base64
+    import binascii
+
+    from raylake.errors import ImageError
+    from raylake.lake.image_codec import decode
+
+    kind = content_type.split(";")[0].strip().lower()
+    unit_id = None
+    if kind.startswith("image/") or kind == "application/octet-stream":
+        images = [raw]
+    else:
+        body = read_json(raw, limits)
+        if not isinstance(body, dict) or not any(k in body for k in ("image", "images")):
+            raise BadRequest(400, "An image model takes {\"image\": \"<base64 PNG/JPEG>\"}, "
+                                  "{\"images\": [...]} or the raw bytes with Content-Type "
+                                  "image/png.", "invalid_request")
+        unknown = [k for k in body if k not in _IMAGE_KEYS]
+        if unknown:
+            raise BadRequest(422, f"Unknown field {label(unknown[0])!r}."
+                                  f"{_near(unknown[0], _IMAGE_KEYS)} An image request has "
+                                  f"{', '.join(_IMAGE_KEYS)}.", "unknown_field")
+        unit_id = _unit_id(body.get("unit_id"), max_unit_id)
+        texts = [body["image"]] if "image" in body else body["images"]
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            raise BadRequest(422, "image must be a base64 string, images a non-empty list of "
+                                  "them.", "wrong_type")
+        if len(texts) > limits.max_items:
+            raise BadRequest(413, f"{len(texts)} images is over the limit of "
+                                  f"{limits.max_items} per request.", "too_large")
+        images = []
+        for i, text in enumerate(texts):
+            try:
+                images.append(base64.b64decode(text, validate=True))
+            except (binascii.Error, ValueError):
+                raise BadRequest(422, f"images[{i}] is not valid base64; send the file's bytes "
+                                      "base64-encoded (or the raw bytes with Content-Type "
+                                      "image/png).", "wrong_type") from None
+    for i, data in enumerate(images):
+        try:
+            decode(data)
+        except ImageError as exc:
+            raise BadRequest(422, f"images[{i}]: {exc}; send a PNG or JPEG the model reads.",
+                             "bad_image") from None
+    return images, unit_id

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from raylake.runner import JobContext, job
-from raylake.runtime import serve_until_stopped
+from raylake.runtime import gate_ray_logs, serve_until_stopped
 from raylake.serve import ab_report as ab
 from raylake.serve import batch
 from raylake.serve import outcomes as oc
@@ -36,12 +36,19 @@ def serve(ctx: JobContext, *, blocking: bool = True) -> dict[str, Any]:
     ray_serve.start(http_options={"host": ms.host, "port": ms.port})
     handle = ray_serve.run(build_app(conf, lake), name=APP_NAME, route_prefix="/",
                            blocking=False)
+    gate_ray_logs()  # Serve's own loggers in this process, set up by serve.start
     shown = ", ".join(f"{a.name}={a.model}:{a.version}" + (" (shadow)" if a.shadow else
                                                            f" ({a.weight:g})") for a in arms)
     ctx.echo(f"model server on http://{ms.host}:{ms.port} (POST /predict, GET /health); "
              f"arms: {shown}")
     if blocking:
-        serve_until_stopped()
+        serve_until_stopped()  # returns on Ctrl-C
+        ctx.echo("stopping the model server (Ctrl-C)")
+        try:
+            ray_serve.shutdown()  # the replica flushes its request log to the lake
+        except KeyboardInterrupt:
+            pass  # a second Ctrl-C: leave at once
+        ctx.echo("model server stopped")
     return {"handle": handle, "arms": arms}
 
 

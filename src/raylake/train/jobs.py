@@ -122,7 +122,7 @@ def tune(ctx: JobContext) -> dict[str, Any]:
     base = replace(tcfg, checkpoint_every=ucfg.report_every, table_version=str(splits.version))
     max_t = ucfg.scheduler.max_t or sweeps.budget(tcfg)
     trials = sweeps.sweep(lake, splits, base, ucfg, sweeps.search_space(ucfg.space), max_t,
-                          run.run_id)
+                          run.run_id, echo=ctx.echo)
     best = sweeps.best_trial(trials, ucfg)
     rows = [sweeps.trial_row(t, run.run_id, tcfg.trainer, ucfg, t is best) for t in trials]
     version = write_table(lake, table, pa.Table.from_pylist(rows, schema=sweeps.TRIALS_SCHEMA),

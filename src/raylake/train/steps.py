@@ -25,6 +25,10 @@ TRAINERS = {"xgboost": "raylake.train.xgb", "torch": "raylake.train.torch_ddp"}
 def trainer_module(name: str) -> Any:
     """The module of trainer ``name``: ``FLAVOR``, ``fit``, ``load_checkpoint``,
     ``registry_kwargs``."""
+    if name == "cnn":  # the image CNN trains on image tables, through its own job
+        raise ConfigError("train.trainer='cnn' trains on an image table: run `raylake "
+                          "vision-train train=cnn` (docs/vision.md); `raylake train` takes "
+                          f"the tabular trainers ({', '.join(TRAINERS)}).")
     if name not in TRAINERS:
         raise ConfigError(f"train.trainer={name!r} is not a trainer.{did_you_mean(name, TRAINERS)} "
                           f"Trainers: {', '.join(TRAINERS)}.")
@@ -61,17 +65,52 @@ def register_model(lake: Lake, tcfg: Any, module: Any, model: Any, splits: Any, 
         run_id=run_id, preprocessing=splits.spec.to_dict(), **extra)
 
 
-def run_config(lake: Lake, tcfg: Any, run_id: str, callbacks: list | None = None) -> Any:
-    """Ray Train's RunConfig of one run: storage, retries, checkpoints kept."""
+def run_config(lake: Lake, tcfg: Any, run_id: str, callbacks: list | None = None, *,
+               rounds: bool = True) -> Any:
+    """Ray Train's RunConfig of one run: storage, retries, checkpoints kept. ``rounds``:
+    rank 0 prints one line per report (a Tune trial's runs print none; Tune prints one
+    line per trial)."""
     import ray.train
 
+    env = worker_env(tcfg.scaling)
+    env["env_vars"][ROUNDS_ENV] = "1" if rounds else "0"
     # mypy sees ray.air's RunConfig; Ray Train's (V2) also takes worker_runtime_env.
     return ray.train.RunConfig(  # type: ignore[call-arg]
         name=run_id, storage_path=train_storage(lake, tcfg),
         failure_config=ray.train.FailureConfig(max_failures=tcfg.max_failures),
         checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
-        callbacks=callbacks, worker_runtime_env=worker_env(tcfg.scaling),
+        callbacks=callbacks, worker_runtime_env=env,
     )
+
+
+ROUNDS_ENV = "RAYLAKE_TRAIN_ROUNDS"
+# The keys of a report that a round's line shows, in this order, and their names there.
+_SHOWN = (("valid_auc", "valid AUC"), ("valid_logloss", "log loss"), ("train_loss", "train loss"))
+
+
+def round_line(unit: str, done: int, total: int, metrics: dict[str, Any],
+               seconds: float) -> str:
+    """One line per report of a Train run, as the driver shows it: ``round 25/100: valid
+    AUC 0.7053, log loss 0.3928 (2.6s)``; values to 4 significant digits."""
+    shown = ", ".join(f"{name} {metrics[k]:.4g}" for k, name in _SHOWN
+                      if isinstance(metrics.get(k), (int, float)))
+    return f"   {unit} {done}/{total}: {shown or 'reported'} ({seconds:.1f}s)"
+
+
+def print_round(unit: str, done: int, total: int, metrics: dict[str, Any],
+                seconds: float) -> None:
+    """Print :func:`round_line` from a Train worker for the driver's terminal (marked,
+    so that the driver shows it without Ray's prefix; raylake.runtime.MARK); nothing in
+    a Tune trial's runs."""
+    import os
+    import sys
+
+    from raylake.runtime import MARK
+
+    # Not print(): Ray Train sends a worker's print() to its logger as well (two copies).
+    if os.environ.get(ROUNDS_ENV, "1") != "0":
+        sys.stdout.write(MARK + round_line(unit, done, total, metrics, seconds) + "\n")
+        sys.stdout.flush()
 
 
 def train_storage(lake: Lake, tcfg: Any) -> str:

@@ -38,6 +38,7 @@ from raylake.models.spec import FeatureSpec
 from raylake.train import metrics, placement
 from raylake.train.data import fit_standardisation, my_shard, worker_shards
 from raylake.train.resources import worker_threads
+from raylake.train.steps import print_round
 
 # The registry flavor of the models this trainer fits (raylake.models.flavors), which
 # scores them everywhere (evaluation, batch inference, the model server).
@@ -83,6 +84,7 @@ def train_loop(config: dict[str, Any]) -> None:
     train_shard = my_shard(config, "train")
     valid_shard = my_shard(config, "valid")
     batch_size = config["batch_size"]
+    run_started = time.perf_counter()
     for epoch in range(done + 1, epochs + 1):
         # Seeded per epoch and rank: a resumed run draws the same dropout masks and
         # batch order as one that never failed (given the same shards).
@@ -116,7 +118,8 @@ def train_loop(config: dict[str, Any]) -> None:
             m = {"epoch": epoch, "resumed_from": done, "epoch_seconds": seconds,
                  "device": str(device), "train_loss": _global_mean(loss_sum, rows, device),
                  **_validate(net, valid_shard, spec, device, batch_size)}
-            _report(m, net, config["architecture"], optimizer, epoch, rank)
+            _report(m, net, config["architecture"], optimizer, epoch, rank, epochs,
+                    time.perf_counter() - run_started)
 
 
 def _tensors(spec: FeatureSpec, batch: pa.Table, device: Any) -> tuple[torch.Tensor, ...]:
@@ -173,11 +176,12 @@ def _maybe_die(kill_at: dict | None, epoch: int, rank: int) -> None:
 
 
 def _report(m: dict[str, Any], net: nn.Module, arch: dict[str, Any], optimizer: Any,
-            epoch: int, rank: int) -> None:
+            epoch: int, rank: int, total: int = 0, seconds: float = 0.0) -> None:
     import ray.train
     from ray.train import Checkpoint
 
     if rank == 0:
+        print_round("epoch", epoch, total, m, seconds)
         m = {**m, placement.KEY: placement.current()}
         with tempfile.TemporaryDirectory() as d:
             # Tensors and plain values only: loadable with torch.load(weights_only=True).

@@ -30,6 +30,7 @@ from raylake.models.spec import FeatureSpec
 from raylake.train import placement
 from raylake.train.data import my_shard, worker_shards
 from raylake.train.resources import worker_threads
+from raylake.train.steps import print_round
 
 # The registry flavor of the models this trainer fits (raylake.models.flavors), which
 # scores them everywhere (evaluation, batch inference, the model server).
@@ -128,6 +129,7 @@ class _Report(xgboost.callback.TrainingCallback):
             for name, values in ms.items():
                 metrics[f"{data}_{name}"] = float(values[-1])
         if ray.train.get_context().get_world_rank() == 0:
+            print_round("round", rounds, self.total, metrics, time.perf_counter() - self.started)
             metrics[placement.KEY] = placement.current()
             with tempfile.TemporaryDirectory() as d:
                 model.save_model(str(Path(d) / MODEL_FILE))

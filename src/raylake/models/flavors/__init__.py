@@ -1,7 +1,7 @@
 """Model flavors, found by name: ``get_flavor("xgboost").save(booster)``.
 
 Every flavor saves in a format that holds no code and loads without running any;
-nothing here pickles a model object. The built-in flavors (``xgboost``, ``torch``)
+nothing here pickles a model object. The built-in flavors (``xgboost``, ``torch``, ``image_classifier``)
 are registered when this package is imported; their frameworks are imported only
 when a model of theirs is saved, loaded or scored. A new flavor subclasses
 :class:`Flavor` in its own module here and is registered below (or, from outside,
@@ -16,14 +16,17 @@ from raylake.models.flavors.base import (
     register_flavor,
     unregister_flavor,
 )
+from raylake.models.flavors.image_classifier import ImageClassifierFlavor
 from raylake.models.flavors.torch_flavor import TorchFlavor
 from raylake.models.flavors.xgboost_flavor import XGBoostFlavor
 
 register_flavor(XGBoostFlavor())
 register_flavor(TorchFlavor())
+register_flavor(ImageClassifierFlavor())
 
 __all__ = [
     "Flavor",
+    "ImageClassifierFlavor",
     "SavedModel",
     "TorchFlavor",
     "XGBoostFlavor",
