@@ -5,27 +5,19 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import textwrap
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 from conftest import PYTHON, REPO, subprocess_env
 from helpers import events, write_events_csv
+from ray_head import ray_head as started_head
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
 RAY_CLI = str(Path(PYTHON).parent / "ray")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cluster_env() -> dict[str, str]:
@@ -41,49 +33,8 @@ def cluster_env() -> dict[str, str]:
 @pytest.fixture(scope="module")
 def ray_head():
     """A real head node (`ray start --head --block`), stopped after the module."""
-    env = cluster_env()
-    subprocess.run([RAY_CLI, "get-auth-token", "--generate"], env=env, capture_output=True,
-                   timeout=60)
-    gcs, dash = free_port(), free_port()
-    proc = subprocess.Popen(
-        [RAY_CLI, "start", "--head", "--block", f"--port={gcs}", "--num-cpus=2",
-         "--include-dashboard=true", f"--dashboard-port={dash}", "--dashboard-host=127.0.0.1",
-         f"--ray-client-server-port={free_port()}", "--disable-usage-stats",
-         # The session's own Ray holds the default agent ports on this machine.
-         f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
-         f"--runtime-env-agent-port={free_port()}", f"--metrics-export-port={free_port()}"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{dash}"
-    try:
-        deadline = time.time() + 120
-        last = ""
-        while time.time() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"ray start failed: {proc.stderr.read().decode()[-2000:]}")
-            probe = subprocess.run([RAY_CLI, "job", "list", "--address", url], env=env,
-                                   capture_output=True, text=True, timeout=60)
-            if probe.returncode == 0:
-                break
-            last = probe.stderr[-1000:]
-            time.sleep(1)
-        else:
-            raise AssertionError(f"the head's Jobs API did not come up in 120 s: {last}")
+    with started_head(RAY_CLI, cluster_env()) as (url, _):
         yield url
-    finally:
-        # A graceful stop of the head's processes took 34 s here; the module's lakes
-        # are in tmp dirs and nothing else is left to flush, so give it 5 s, then kill
-        # whatever of the head's process group is still there.
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(timeout=30)
 
 
 def test_ray_job_submit_to_a_real_head(ray_head, tmp_path):

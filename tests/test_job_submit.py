@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import sysconfig
-import time
 import uuid
 from pathlib import Path
 
 import pytest
-from conftest import REPO, free_port
+from conftest import REPO
+from ray_head import ray_head
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
@@ -63,44 +62,8 @@ def test_the_bare_environment_has_ray_but_not_raylake(bare_env):
 @pytest.fixture(scope="module")
 def bare_head(bare_env):
     """A head started with the bare environment's `ray start --head --block`."""
-    env, ray_cli = bare_env["env"], bare_env["ray"]
-    subprocess.run([ray_cli, "get-auth-token", "--generate"], env=env, capture_output=True,
-                   timeout=60)
-    dash = free_port()
-    proc = subprocess.Popen(
-        [ray_cli, "start", "--head", "--block", f"--port={free_port()}", "--num-cpus=2",
-         "--include-dashboard=true", f"--dashboard-port={dash}", "--dashboard-host=127.0.0.1",
-         f"--ray-client-server-port={free_port()}", "--disable-usage-stats",
-         f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
-         f"--runtime-env-agent-port={free_port()}", f"--metrics-export-port={free_port()}"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{dash}"
-    try:
-        deadline, last = time.time() + 120, ""
-        while time.time() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"ray start failed: {proc.stderr.read().decode()[-2000:]}")
-            probe = subprocess.run([ray_cli, "job", "list", "--address", url], env=env,
-                                   capture_output=True, text=True, timeout=60)
-            if probe.returncode == 0:
-                break
-            last = probe.stderr[-1000:]
-            time.sleep(1)
-        else:
-            raise AssertionError(f"the head's Jobs API did not come up in 120 s: {last}")
+    with ray_head(bare_env["ray"], bare_env["env"]) as (url, _):
         yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(timeout=30)
 
 
 def test_ray_job_submit_ingest_to_a_head_without_raylake(bare_env, bare_head, tmp_path):

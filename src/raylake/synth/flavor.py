@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from raylake.errors import ArtifactError, ModelError
 from raylake.models.flavors import Flavor, SavedModel, register_flavor
+from raylake.models.flavors.torch_flavor import tensors_from_bytes
 
 if TYPE_CHECKING:
     import numpy as np
@@ -49,19 +50,10 @@ class SynthesizerFlavor(Flavor):
     def load(self, data: bytes, info: dict[str, Any]) -> Any:
         """The synthesizer rebuilt from ``info`` with the tensors in ``data``; the bytes are
         read with ``weights_only=True``, so they can hold no code."""
-        import torch
 
         from raylake.synth.base import synthesizer_class
 
-        try:
-            tensors = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        except Exception as exc:  # damaged bytes or a forbidden global: not loadable
-            raise ArtifactError(
-                "The synthesizer artifact is not a plain dict of tensors and was refused by "
-                f"torch.load(weights_only=True): {str(exc).splitlines()[0]}") from exc
-        if not isinstance(tensors, dict) or not all(
-                isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in tensors.items()):
-            raise ArtifactError("The synthesizer artifact is not a dict of named tensors.")
+        tensors = tensors_from_bytes(data, NAME)
         cls = synthesizer_class(str(info.get("kind")))
         try:
             return cls.from_state(tensors, dict(info.get("meta") or {}))

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from raylake.errors import ArtifactError, ImageError, ModelError
 from raylake.models.flavors.base import Flavor, SavedModel
+from raylake.models.flavors.torch_flavor import tensors_from_bytes
 
 if TYPE_CHECKING:
     import numpy as np
@@ -85,19 +86,10 @@ class ImageClassifierFlavor(Flavor):
     def load(self, data: bytes, info: dict[str, Any]) -> ImageModel:
         """The network rebuilt from ``info`` with the weights in ``data`` (read with
         ``weights_only=True``: no code from the artifact runs), on CPU in eval mode."""
-        import torch
 
         from raylake.models.flavors.image_net import SmallResNet
 
-        try:
-            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        except Exception as exc:  # damaged bytes or a forbidden global: not loadable
-            raise ArtifactError(
-                "The image_classifier artifact is not a plain state dict of tensors and was "
-                f"refused by torch.load(weights_only=True): {str(exc).splitlines()[0]}") from exc
-        if not isinstance(state, dict) or not all(
-                isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
-            raise ArtifactError("The image_classifier artifact is not a dict of named tensors.")
+        state = tensors_from_bytes(data, NAME)
         try:
             net = SmallResNet(**dict(info.get("kwargs") or {}))
             net.load_state_dict(state, strict=True)

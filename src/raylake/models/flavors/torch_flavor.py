@@ -48,24 +48,10 @@ class TorchFlavor(Flavor):
         """The network rebuilt from ``info``'s architecture with the weights in ``data``, on
         CPU in eval mode; ``weights_only=True`` runs no code from the artifact.
         ArtifactError when the bytes are refused or do not fit the architecture."""
-        import torch
 
         from raylake.models import nets
 
-        try:
-            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        # The unpickler raises UnpicklingError for a forbidden global but also
-        # RuntimeError, EOFError, ... for damaged bytes: all mean "not loadable".
-        except Exception as exc:
-            raise ArtifactError(
-                "The torch artifact is not a plain state dict of tensors and was refused by "
-                f"torch.load(weights_only=True): {str(exc).splitlines()[0]} Do not load it with "
-                "weights_only=False: that can run code stored in the file."
-            ) from exc
-        if not isinstance(state, dict) or not all(
-            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
-        ):
-            raise ArtifactError("The torch artifact is not a state dict of named tensors.")
+        state = tensors_from_bytes(data, "torch")
         net = nets.build(str(info.get("architecture")), dict(info.get("kwargs") or {}))
         try:
             net.load_state_dict(state, strict=True)
@@ -93,3 +79,28 @@ class TorchFlavor(Flavor):
                                torch.from_numpy(cat[s:s + batch_size]).to(device))
                 out[s:s + batch_size] = torch.sigmoid(logits).float().cpu().numpy()
         return out
+
+
+def tensors_from_bytes(data: bytes, flavor: str) -> dict[str, Any]:
+    """The dict of named tensors in ``data`` (``torch.save`` bytes), read on CPU with
+    ``weights_only=True``, whose unpickler accepts tensors and plain containers and refuses
+    any other global, so no code from the artifact runs. ArtifactError (naming ``flavor``)
+    for bytes it refuses or anything but a dict of named tensors. Every flavor that stores
+    torch weights (torch, image_classifier, synthesizer) loads through here."""
+    import torch
+
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    # The unpickler raises UnpicklingError for a forbidden global but also
+    # RuntimeError, EOFError, ... for damaged bytes: all mean "not loadable".
+    except Exception as exc:
+        raise ArtifactError(
+            f"The {flavor} artifact is not a plain state dict of tensors and was refused by "
+            f"torch.load(weights_only=True): {str(exc).splitlines()[0]} Do not load it with "
+            "weights_only=False: that can run code stored in the file."
+        ) from exc
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise ArtifactError(f"The {flavor} artifact is not a state dict of named tensors.")
+    return state
