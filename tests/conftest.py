@@ -11,6 +11,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# One line per test file of what the session holds (open files, processes, memory, disk).
+pytest_plugins = ["resources"]
+
 
 @pytest.fixture(scope="session")
 def ray_session(request):

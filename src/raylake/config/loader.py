@@ -6,6 +6,8 @@ The CLI's jobs run under ``@hydra.main`` (so ``-m`` multirun, ``--cfg`` and
 
 from __future__ import annotations
 
+import copy
+import functools
 import re
 import typing
 from collections.abc import Iterator, Mapping, Sequence
@@ -13,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from hydra import compose, initialize_config_dir
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
@@ -30,18 +34,58 @@ CONFIG_NAME = "config"
 
 def compose_config(overrides: Sequence[str] = (), *, job: str = "ingest") -> DictConfig:
     """Compose ``conf/config.yaml`` with Hydra overrides into a checked config."""
-    check_overrides(overrides)
+    parsed = check_overrides(overrides)
     register_configs()
-    GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name=job):
-            cfg = compose(CONFIG_NAME, overrides=[*overrides, f"job={job}"])
+        if any(ov.is_sweep_override() or ov.key_or_group.startswith("hydra") for ov in parsed):
+            # A sweep gets Hydra's own refusal; `hydra.searchpath` changes which files
+            # and groups exist, so the cache below does not apply.
+            return _compose([*overrides, f"job={job}"])
+        groups = tuple(ov.input_line for ov in parsed if _selects_group(ov))
+        values = [ov for ov in parsed if not _selects_group(ov)]
+        values += OverridesParser.create().parse_overrides([f"job={job}"])
+        # Hydra composes the group choices, then applies the value overrides to the
+        # result (config_loader_impl); the same two steps, with the first cached: a
+        # compose costs about a second and every job, test and Serve app composes.
+        cfg = copy.deepcopy(_composed(groups))
+        ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
     except (HydraException, OmegaConfBaseException) as exc:
         raise ConfigError(_masked(f"{_explain(exc)}\nFix the override or the YAML file it "
                                   "names.", overrides)) from exc
+    return cfg
+
+
+def _compose(overrides: list[str]) -> DictConfig:
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name="raylake"):
+            return compose(CONFIG_NAME, overrides=overrides)
     finally:
         GlobalHydra.instance().clear()
-    return cfg
+
+
+@functools.lru_cache(maxsize=32)
+def _composed(groups: tuple[str, ...]) -> DictConfig:
+    """The config with these group choices and no value overrides (never handed out:
+    callers get a copy)."""
+    return _compose(list(groups))
+
+
+@functools.lru_cache(maxsize=None)
+def _group_exists(name: str) -> bool:
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name="raylake"):
+            loader = GlobalHydra.instance().config_loader()
+            assert isinstance(loader, ConfigLoaderImpl)
+            return bool(loader.repository.group_exists(name))
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def _selects_group(ov: Override) -> bool:
+    """Hydra's own test (defaults_list.Overrides): a group choice, not a value."""
+    return _group_exists(ov.key_or_group) and not isinstance(ov.value(), dict)
 
 
 def to_config(cfg: DictConfig | RaylakeConfig) -> RaylakeConfig:
@@ -123,7 +167,16 @@ def _is_optional(owner: str, field: str) -> bool:
     return typing.get_origin(hint) is typing.Union and type(None) in typing.get_args(hint)
 
 
-def check_overrides(overrides: Sequence[str]) -> None:
+@functools.lru_cache(maxsize=1)
+def _schema() -> DictConfig:
+    """The schema as OmegaConf nodes, read only (building it costs a third of a second)."""
+    schema = OmegaConf.structured(RaylakeConfig)
+    OmegaConf.set_readonly(schema, True)
+    assert isinstance(schema, DictConfig)
+    return schema
+
+
+def check_overrides(overrides: Sequence[str]) -> list[Override]:
     """Fail early with the nearest valid key for a misspelled override key.
 
     Hydra alone reports ``Key 'rooot' is not in struct``; users deserve the key
@@ -135,7 +188,7 @@ def check_overrides(overrides: Sequence[str]) -> None:
     except HydraException as exc:
         raise ConfigError(_masked(f"Cannot parse overrides {list(overrides)}: {exc}",
                                   overrides)) from exc
-    schema = OmegaConf.structured(RaylakeConfig)
+    schema = _schema()
     for ov in parsed:
         if ov.is_add() or ov.is_delete() or ov.is_force_add() or ov.package:
             continue
@@ -143,6 +196,7 @@ def check_overrides(overrides: Sequence[str]) -> None:
         if key.startswith("hydra") or key in ("experiment", "local"):
             continue
         _check_key(schema, key)
+    return parsed
 
 
 def _masked(text: str, overrides: Sequence[str]) -> str:

@@ -207,4 +207,5 @@ class RaylakeConfig:
 def register_configs() -> None:
     """Register the schemas with Hydra; safe to call more than once."""
     cs = ConfigStore.instance()
-    cs.store(name="raylake_schema", node=RaylakeConfig)
+    if "raylake_schema.yaml" not in cs.repo:  # storing builds the schema: a quarter second
+        cs.store(name="raylake_schema", node=RaylakeConfig)
