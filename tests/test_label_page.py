@@ -5,7 +5,6 @@ label for an item not in the queue with a message naming it. No Ray."""
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import time
 import urllib.error
@@ -13,17 +12,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from browser import CHROMEDRIVER, CHROMIUM, chrome
 from conftest import free_port
 from youtube_lake import overrides, write_youtube
 
 from raylake.config.loader import compose_config, to_config
 from raylake.labeling.page import keys_for, make_app
 from raylake.labeling.queue import enqueue, read_queue
-
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-# The real binary: Debian's /usr/bin/chromium is a shell launcher.
-CHROMIUM = next((p for p in ("/usr/lib/chromium/chromium", "/usr/bin/chromium")
-                 if Path(p).exists()), None)
 
 
 def test_keys_are_numbers_and_unambiguous_first_letters():
@@ -83,18 +78,12 @@ def test_api_refuses_a_label_for_an_item_not_in_the_queue(page):
 @pytest.mark.skipif(CHROMIUM is None or not Path(CHROMEDRIVER).exists(),
                     reason="needs Debian's chromium and chromium-driver")
 def test_a_key_press_on_the_page_lands_in_the_lake_and_a_full_batch_queries_the_next(page):
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
+    pytest.importorskip("selenium.webdriver")
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     base, lake, conf = page
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    try:
+    with chrome() as driver:
         driver.get(f"{base}/?who=tester")
         wait = WebDriverWait(driver, 60)
 
@@ -117,8 +106,6 @@ def test_a_key_press_on_the_page_lands_in_the_lake_and_a_full_batch_queries_the_
         assert state.batch == 1 and len(state.pending(1)) == 2
         assert driver.find_element(By.ID, "batch").text == "1"
         assert lake.version(conf.queue) >= 3  # seed batch, two labels, next batch
-    finally:
-        driver.quit()
 
 
 def test_the_page_opens_a_review_queue(page):

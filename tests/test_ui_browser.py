@@ -12,8 +12,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from browser import CHROMEDRIVER, CHROMIUM, chrome
 from conftest import REPO
-from test_label_page import CHROMEDRIVER, CHROMIUM
 from test_ui import serve
 
 pytestmark = [
@@ -48,20 +48,8 @@ def chain_ui(chain_lake):
 
 @pytest.fixture(scope="module")
 def browser():
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1760,900"):
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    try:
+    with chrome("--window-size=1760,900", console_log=True) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def test_a_person_walks_the_chains_lake_in_a_browser(chain_ui, browser, tmp_path):
