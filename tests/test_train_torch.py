@@ -134,3 +134,7 @@ def test_killed_worker_resumes_from_checkpoint(ray_session, toy_lake, tmp_path):
     assert rep["epoch"] == 4 and rep["resumed_from"] == 1
     assert out["metrics"]["test"]["auc"] > 0.7
     assert get_run(toy_lake, out["run_id"])["metrics"]["reported"]["resumed_from"] == 1
+    # Nothing of the run still holds CPUs (a restarted worker group's placement group
+    # was seen left reserved by Ray Train, and the next run waited for CPUs forever).
+    from raylake.train.placement import _reserved_by_this_job
+    assert not _reserved_by_this_job()

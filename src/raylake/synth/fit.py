@@ -77,6 +77,7 @@ def _train_on_ray(lake: Lake, s: Any, synth: Trainable, data: np.ndarray,
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
+    from raylake.train import placement
     from raylake.train.resources import scaling_config, worker_env, worker_threads
 
     assert synth.transformer is not None
@@ -93,7 +94,8 @@ def _train_on_ray(lake: Lake, s: Any, synth: Trainable, data: np.ndarray,
         _worker, train_loop_config=config,
         torch_config=TorchConfig(backend="nccl" if s.scaling.use_gpu else "gloo"),
         scaling_config=scaling_config(s.scaling), run_config=run_config)
-    result = trainer.fit()
+    with placement.released_after(f"synthesizer run {run_config.name}"):
+        result = trainer.fit()
     return load_state(result.checkpoint), result
 
 

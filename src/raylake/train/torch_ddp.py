@@ -243,7 +243,8 @@ def fit(splits: Any, tcfg: Any, run_config: Any, scaling: Any, *,
         train_loop, train_loop_config=config, torch_config=TorchConfig(backend=backend),
         scaling_config=scaling, run_config=run_config,
     )
-    result = trainer.fit()
+    with placement.released_after(f"torch run {run_config.name}"):
+        result = trainer.fit()
     return load_checkpoint(result.checkpoint), result
 
 

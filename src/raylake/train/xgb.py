@@ -162,7 +162,8 @@ def fit(splits: Any, tcfg: Any, run_config: Any, scaling: Any, *,
     trainer = XGBoostTrainer(
         train_loop, train_loop_config=config, scaling_config=scaling, run_config=run_config,
     )
-    result = trainer.fit()
+    with placement.released_after(f"xgboost run {run_config.name}"):
+        result = trainer.fit()
     return load_checkpoint(result.checkpoint), result
 
 

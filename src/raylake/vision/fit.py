@@ -33,6 +33,7 @@ def fit(lake: Lake, conf: Any, run_id: str, *,
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
+    from raylake.train import placement
     from raylake.train.resources import scaling_config, worker_env, worker_threads
 
     tcfg, s = conf.train, conf.train.cnn
@@ -72,11 +73,12 @@ def fit(lake: Lake, conf: Any, run_id: str, *,
         worker_runtime_env=worker_env(tcfg.scaling))
     started = time.perf_counter()
     try:
-        result = TorchTrainer(vtrain.worker, train_loop_config=config,
-                              datasets={"train": train_ds},
-                              torch_config=TorchConfig(backend=backend),
-                              scaling_config=scaling_config(tcfg.scaling),
-                              run_config=run_config).fit()
+        with placement.released_after(f"vision run {run_config.name}"):
+            result = TorchTrainer(vtrain.worker, train_loop_config=config,
+                                  datasets={"train": train_ds},
+                                  torch_config=TorchConfig(backend=backend),
+                                  scaling_config=scaling_config(tcfg.scaling),
+                                  run_config=run_config).fit()
     finally:
         ray.kill(clock_actor)
     fit_s = time.perf_counter() - started
