@@ -5,6 +5,8 @@ run, and anything inside a Tune trial (an actor), are left alone."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from raylake.train import placement
@@ -34,6 +36,10 @@ def test_what_a_run_left_reserved_is_removed_and_nothing_else(ray_session):
         table = ray.util.placement_group_table()
         assert table[left]["state"] == "REMOVED"
         assert table[before.id.hex()]["state"] == "CREATED"
+        # Its CPUs come back (the resource view catches up within a moment).
+        deadline = time.monotonic() + 30
+        while ray.available_resources().get("CPU", 0) < 1.75 and time.monotonic() < deadline:
+            time.sleep(0.2)
         assert ray.available_resources().get("CPU", 0) >= 1.75  # 2 less the 0.25 kept
     finally:
         remove_placement_group(before)

@@ -37,9 +37,9 @@ def run(root: str, job: str, *overrides: str, **options):
 
 @pytest.fixture(scope="module")
 def mnist(ray_session, tmp_path_factory):
-    """MNIST 5k ingested by `vision-ingest dataset=mnist_5k` (PNG files, then the folder)."""
+    """MNIST 5k ingested by `raylake ingest dataset=mnist_5k` (PNG files, then the folder)."""
     root = str(tmp_path_factory.mktemp("vision") / "lake")
-    out = run(root, "vision-ingest", "dataset=mnist_5k")
+    out = run(root, "ingest", "dataset=mnist_5k")
     return root, out
 
 
@@ -63,6 +63,7 @@ def test_mnist_is_written_as_png_files_then_ingested_once(mnist):
     assert np.bincount(np.array(t.column("label").to_pylist(), int)).tolist() == [500] * 10
     assert all(p.endswith(".png") and "/_sources/mnist_5k/" in p
                for p in t.column("source_path").to_pylist()[:10])
+    # The image-only job over the same folder: every image already held, nothing added.
     again = run(root, "vision-ingest", "dataset=mnist_5k")
     assert "already held 5,000" in again["text"] and "wrote" not in again["text"]
     assert lake.version(TABLE) == 0 and again["status"] == "skipped"

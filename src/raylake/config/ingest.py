@@ -182,7 +182,7 @@ class DatasetConfig:
     # for data a user generates or downloads (recsys_world) rather than data that ships.
     root: Optional[str] = None
     tables: dict[str, TableConfig] = field(default_factory=dict)
-    # Image tables (lake table -> image source), ingested by `raylake vision-ingest`.
+    # Image tables (lake table -> image source), ingested by `raylake ingest` (or only them: `vision-ingest`).
     images: dict[str, ImageTableConfig] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -1,7 +1,7 @@
 """Computer vision: image tables of a dataset (``dataset.images``) and the CNN trainer
 (``train.cnn``, with ``train=cnn`` / ``train=cnn_gpu``). See docs/vision.md.
 
-``raylake vision-ingest dataset=mnist_5k``; ``raylake vision-train train=cnn``;
+``raylake ingest dataset=mnist_5k``; ``raylake vision-train train=cnn``;
 ``raylake batch-predict model=mnist_cnn table=images/mnist_5k``."""
 
 from __future__ import annotations

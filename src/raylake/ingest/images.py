@@ -26,7 +26,7 @@ import gzip
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from raylake.errors import CountMismatchError, ImageError, SourceError, VisionError
+from raylake.errors import (
+    ConfigError,
+    CountMismatchError,
+    ImageError,
+    SourceError,
+    VisionError,
+)
 from raylake.lake.commit import write_table
 from raylake.lake.image_codec import decode, encode
 from raylake.lake.tables import Lake
@@ -217,7 +223,8 @@ def _held(lake: Lake, name: str) -> set[tuple[str, str]]:
     return set(zip(t.column(0).to_pylist(), t.column(1).to_pylist()))
 
 
-def ingest_images(lake: Lake, table: str, cfg: Any, *, run_id: str) -> ImageResult:
+def ingest_images(lake: Lake, table: str, cfg: Any, *, run_id: str,
+                  job: str = "ingest") -> ImageResult:
     """Read, check and commit the images of ``cfg`` into ``table`` (one commit, and one
     for the quarantine); see the module docstring."""
     quarantine = f"{table}__quarantine"
@@ -252,13 +259,13 @@ def ingest_images(lake: Lake, table: str, cfg: Any, *, run_id: str) -> ImageResu
         reasons[k] = reasons.get(k, 0) + 1
     if bad:
         qversion = write_table(lake, quarantine, pa.Table.from_pylist(bad, QUARANTINE_SCHEMA),
-                               app_id=_app_id("q", bad), run_id=run_id, job="vision-ingest")
+                               app_id=_app_id("q", bad), run_id=run_id, job=job)
     if good:
         # Rows in content-hash order: a deterministic shuffle. A folder is read class by
         # class, and a table in that order would stream one-class batches to training.
         good.sort(key=lambda r: r["content_hash"])
         version = write_table(lake, table, pa.Table.from_pylist(good, SCHEMA),
-                              app_id=_app_id("t", good), run_id=run_id, job="vision-ingest")
+                              app_id=_app_id("t", good), run_id=run_id, job=job)
     return ImageResult(table, version, read, len(good), len(bad), already, classes, reasons,
                        qversion)
 
@@ -312,3 +319,35 @@ def as_json(result: ImageResult) -> dict[str, Any]:
     return {k: v for k, v in result.__dict__.items()}
 
 
+
+
+def ingest_image_tables(lake: Lake, images: dict[str, Any], run: Any,
+                        echo: Callable[[str], None], *, job: str) -> list[ImageResult]:
+    """Prepare (e.g. write MNIST out as PNG files) and ingest each image table of
+    ``images`` (``dataset.images``), recording inputs, outputs and metrics in ``run``
+    (a RunRecord) and echoing one line per table; `raylake ingest` and `vision-ingest`."""
+    results = []
+    for table, cfg in images.items():
+        if cfg.prepare:
+            if cfg.prepare not in PREPARERS:
+                raise ConfigError(f"dataset.images.{table}.prepare={cfg.prepare!r} is not a "
+                                  f"preparation; use one of {sorted(PREPARERS)} or null.")
+            wrote = PREPARERS[cfg.prepare](cfg.path)
+            if wrote:
+                echo(f"{cfg.prepare}: wrote {wrote:,} image files under {cfg.path}")
+        res = ingest_images(lake, table, cfg, run_id=run.run_id, job=job)
+        results.append(res)
+        run.add_input(kind="images", path=str(cfg.path), images=res.rows_read)
+        if res.rows_written:
+            run.add_output(table=table, version=res.version, rows=res.rows_written)
+        if res.rows_quarantined:
+            run.add_output(table=f"{table}__quarantine", version=res.quarantine_version,
+                           rows=res.rows_quarantined)
+        run.metrics[table] = as_json(res)
+        line = (f"{table}: read {res.rows_read:,} = written {res.rows_written:,} + quarantined "
+                f"{res.rows_quarantined:,} + already held {res.already_held:,} -> version "
+                f"{res.version} ({len(res.classes)} classes)")
+        if res.reasons:
+            line += "; quarantined: " + ", ".join(f"{k}: {v}" for k, v in sorted(res.reasons.items()))
+        echo(line)
+    return results

@@ -7,21 +7,28 @@ from typing import Any
 from raylake.config.schema import RaylakeConfig
 from raylake.errors import ConfigError, did_you_mean
 from raylake.ingest.govern import explicit_key
+from raylake.ingest.images import ingest_image_tables
 from raylake.ingest.pipeline import TableResult, ingest_table
 from raylake.quality.constraints import constraints_for
 from raylake.runner import JobContext, job
 
 
 def _check(conf: RaylakeConfig) -> None:
-    tables = conf.dataset.tables
+    tables, images = conf.dataset.tables, conf.dataset.images
+    known = [*tables, *images]
     for key in conf.ingest.tables:
-        if key not in tables:
+        if key not in known:
             raise ConfigError(
                 f"ingest.tables names {key!r}, which dataset {conf.dataset.name!r} does not "
-                f"have.{did_you_mean(key, tables)} Its tables: {', '.join(tables)}."
+                f"have.{did_you_mean(key, known)} Its tables: {', '.join(known)}."
             )
-    for key in list(conf.ingest.tables) or list(tables):
+    for key in _chosen(conf, tables):
         explicit_key(conf.governance, tables[key])  # refuse before the lake or Ray start
+
+
+def _chosen(conf: RaylakeConfig, tables: Any) -> list[str]:
+    """The keys of ``tables`` (tabular or image tables) this run ingests."""
+    return [k for k in tables if not conf.ingest.tables or k in conf.ingest.tables]
 
 
 @job("ingest", help="ingest a dataset's tables into the lake (Ray Data -> Delta)", check=_check)
@@ -31,7 +38,7 @@ def ingest(ctx: JobContext) -> dict[str, Any]:
     tables = conf.dataset.tables
     results: list[TableResult] = []
     run_rec.metrics["ray"] = ctx.ray
-    for key in list(conf.ingest.tables) or list(tables):
+    for key in _chosen(conf, tables):
         table_name = tables[key].table or key
         res = ingest_table(
             lake, key, tables[key], run_id=run_rec.run_id, job="ingest",
@@ -61,10 +68,15 @@ def ingest(ctx: JobContext) -> dict[str, Any]:
             "classification": {c: v["class"] for c, v in res.classification.items()},
         }
         ctx.echo(_summary(res))
-    if all(r.skipped for r in results):
+    # Image tables (dataset.images) are a source kind of their own: read and checked image
+    # by image (ingest/images.py), not through the tabular Ray Data pipeline.
+    images = {k: v for k, v in conf.dataset.images.items() if k in _chosen(conf, conf.dataset.images)}
+    image_results = ingest_image_tables(lake, images, run_rec, ctx.echo, job="ingest")
+    if all(r.skipped for r in results) and not any(
+            r.rows_written or r.rows_quarantined for r in image_results):
         run_rec.status = "skipped"
     status = "skipped" if run_rec.status == "skipped" else "succeeded"
-    return {"tables": results,
+    return {"tables": results, "images": image_results,
             "summary": f"run {run_rec.run_id}: {status}; lake at {lake.root} "
                        f"(see `raylake runs show {run_rec.run_id} lake.root={lake.root}`)"}
 

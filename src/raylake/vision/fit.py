@@ -20,7 +20,7 @@ def classes_of(lake: Lake, table: str, version: int) -> list[str]:
     pairs = dict(zip(t.column("label_index").to_pylist(), t.column("label").to_pylist()))
     if not pairs:
         raise VisionError(f"Table {table}@{version} has no images; ingest some first "
-                          "(`raylake vision-ingest dataset=...`).")
+                          "(`raylake ingest dataset=...`).")
     top = max(pairs)
     # A declared class with no image in this version keeps its index (named by position).
     return [str(pairs.get(i, f"class_{i}")) for i in range(top + 1)]

@@ -22,41 +22,19 @@ def _check_ingest(conf: RaylakeConfig) -> None:
                           "(dataset.images); use e.g. `raylake vision-ingest dataset=mnist_5k`.")
 
 
-@job("vision-ingest", help="ingest a dataset's image tables (folder, CSV pixels, Parquet "
-                           "bytes) into the lake, bad images quarantined", check=_check_ingest)
+@job("vision-ingest", help="ingest only a dataset's image tables (folder, CSV pixels, "
+                           "Parquet bytes; `raylake ingest` does them too)", check=_check_ingest)
 def vision_ingest(ctx: JobContext) -> dict[str, Any]:
-    """Prepare (e.g. write MNIST out as PNG files) and ingest each image table."""
-    from raylake.ingest import images
+    """Ingest each image table of the dataset only (`raylake ingest` does these and the
+    tabular tables alike)."""
+    from raylake.ingest.images import ingest_image_tables
 
-    conf, lake, run = ctx.conf, ctx.lake, ctx.record
-    lines, results = [], []
-    for table, cfg in conf.dataset.images.items():
-        if cfg.prepare:
-            if cfg.prepare not in images.PREPARERS:
-                raise ConfigError(f"dataset.images.{table}.prepare={cfg.prepare!r} is not a "
-                                  f"preparation; use one of {sorted(images.PREPARERS)} or null.")
-            wrote = images.PREPARERS[cfg.prepare](cfg.path)
-            if wrote:
-                ctx.echo(f"{cfg.prepare}: wrote {wrote:,} image files under {cfg.path}")
-        res = images.ingest_images(lake, table, cfg, run_id=run.run_id)
-        results.append(res)
-        run.add_input(kind="images", path=str(cfg.path), images=res.rows_read)
-        if res.rows_written:
-            run.add_output(table=table, version=res.version, rows=res.rows_written)
-        if res.rows_quarantined:
-            run.add_output(table=f"{table}__quarantine", version=res.quarantine_version,
-                           rows=res.rows_quarantined)
-        run.metrics[table] = images.as_json(res)
-        line = (f"{table}: read {res.rows_read:,} = written {res.rows_written:,} + quarantined "
-                f"{res.rows_quarantined:,} + already held {res.already_held:,} -> version "
-                f"{res.version} ({len(res.classes)} classes)")
-        if res.reasons:
-            line += "; quarantined: " + ", ".join(f"{k}: {v}" for k, v in sorted(res.reasons.items()))
-        lines.append(line)
-        ctx.echo(line)
+    results = ingest_image_tables(ctx.lake, dict(ctx.conf.dataset.images), ctx.record, ctx.echo,
+                                  job="vision-ingest")
     if all(r.rows_written == 0 and r.rows_quarantined == 0 for r in results):
-        run.status = "skipped"
-    return {"tables": results, "summary": lines}
+        ctx.record.status = "skipped"
+    return {"tables": results, "summary": f"run {ctx.record.run_id}: {ctx.record.status}; "
+                                          f"lake at {ctx.lake.root}"}
 
 
 def _check_train(conf: RaylakeConfig) -> None:

@@ -117,7 +117,7 @@ class ImageClassifierFlavor(Flavor):
                 raise ModelError(f"An image_classifier scores the {IMAGE_COLUMN!r} column "
                                  f"(encoded PNG/JPEG bytes); the rows have "
                                  f"{table.column_names}. Score an image table "
-                                 "(`raylake vision-ingest`).")
+                                 "(`raylake ingest`).")
             images = table.column(IMAGE_COLUMN).to_pylist()
             if any(v is None for v in images):
                 raise ImageError("a row has no image bytes (null); quarantine it before scoring")
