@@ -173,7 +173,11 @@ def sweep(lake: Lake, splits: Any, base: Any, ucfg: Any, space: dict[str, Any],
         run_config=tune.RunConfig(name=run_id, storage_path=ucfg.storage_path
                                   or lake.storage.uri("_tune"), verbose=0, callbacks=[watcher]),
     )
-    grid = tuner.fit()
+    # The sweep's driver: groups its trials left reserved (beyond the stopped trials' ones
+    # removed above) are removed once it ends; one was seen after a sweep, and the next
+    # training waited for its CPU.
+    with placement.released_after(f"tune sweep {run_id}"):
+        grid = tuner.fit()
     trials = []
     # ResultGrid iterates through __getitem__ and __len__, which mypy does not count.
     for result in grid:  # type: ignore[attr-defined]
