@@ -73,9 +73,14 @@ def test_every_option_of_every_group_composes_through_to_config(group, option):
         assert conf.lake.root
     elif group == "ray":
         assert (conf.ray.address is None) == (option == "local")
+    elif group == "experiment" and option == "flights_only":
+        assert conf.ingest.tables == ["flights"]
+    elif group == "experiment" and option == "recsys":
+        assert (conf.dataset.name, conf.features.name) == ("recsys_world", "recsys")
+        assert conf.train.model_name == conf.recsys.ranker_model
+        assert conf.training_set.entity_table == conf.recsys.impressions_table
     elif group == "experiment":
-        assert conf.ingest.tables == ["flights"] if option == "flights_only" \
-            else sum(a.weight for a in conf.model_server.arms.values()) == pytest.approx(1)
+        assert sum(a.weight for a in conf.model_server.arms.values()) == pytest.approx(1)
 
 
 @pytest.mark.parametrize("option", options("train"))

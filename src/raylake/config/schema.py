@@ -92,6 +92,7 @@ from raylake.config.quality import (
     QualityConfig,
     TableQualityConfig,
 )
+from raylake.config.recsys import IndexKind, RecommendServerConfig, RecsysConfig, TwoTowerSettings
 from raylake.config.replay import ReplayConfig
 from raylake.config.serving import (
     AbMetric,
@@ -145,6 +146,7 @@ __all__ = [
     "LabelingConfig", "ThresholdOp",
     "DataClass", "DateUnit", "Entity", "GovernanceConfig", "OpenLineageConfig", "PolicyAction",
     "PolicyConfig", "RetentionConfig", "ScanConfig",
+    "IndexKind", "RecommendServerConfig", "RecsysConfig", "TwoTowerSettings",
     "AugmentConfig", "SynthConfig", "SynthKind", "SynthReportConfig", "SynthScalingConfig",
 ]
 
@@ -181,6 +183,9 @@ class RaylakeConfig:
     # Synthetic tabular data: copula, TVAE, CTGAN; sampling, augmentation, the report
     # (config/synth.py).
     synth: SynthConfig = field(default_factory=SynthConfig)
+    # Recommendations: two-tower retrieval, the item index, POST /recommend
+    # (config/recsys.py).
+    recsys: RecsysConfig = field(default_factory=RecsysConfig)
     # A registered model, NAME[:VERSION|champion|latest], for jobs that use one.
     model: Optional[str] = None
     tune: TuneConfig = field(default_factory=TuneConfig)
