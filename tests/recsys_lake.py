@@ -105,3 +105,18 @@ def train_ranker(built: RecsysLake, *extra: str) -> dict[str, Any]:
         built.results[key] = train(built.config(*TRAIN_OVERRIDES, *extra, job="train"),
                                    echo=quiet)
     return built.results[key]
+
+
+def train_towers(built: RecsysLake) -> tuple[dict[str, Any], list[str]]:
+    """`raylake recsys-train experiment=recsys` on the lake once per session (small: 5
+    epochs of 256 clicks a batch), after the ranker; its result and printed lines."""
+    from raylake.recsys.jobs import recsys_train
+
+    if "recsys-train" not in built.results:
+        train_ranker(built)
+        lines: list[str] = []
+        out = recsys_train(built.config("recsys.towers.epochs=5", "recsys.towers.batch_size=256",
+                                        job="recsys-train"), echo=lines.append)
+        built.results["recsys-train"] = {"out": out, "lines": lines}
+    done = built.results["recsys-train"]
+    return done["out"], done["lines"]

@@ -10,7 +10,7 @@ import io
 
 import numpy as np
 import pytest
-from recsys_lake import quiet, recsys_lake, train_ranker
+from recsys_lake import recsys_lake, train_ranker, train_towers
 
 from raylake.models.registry import ModelRegistry
 from raylake.recsys import optimize as opt
@@ -26,16 +26,8 @@ def recsys(ray_session, tmp_path_factory):
 @pytest.fixture(scope="module")
 def models(recsys):
     """The XGBoost and MLP rankers and the towers (trained here unless another test did)."""
-    from raylake.errors import ModelNotFoundError
-    from raylake.recsys.jobs import recsys_train
-
-    train_ranker(recsys)
+    train_towers(recsys)  # the XGBoost ranker first, then the towers (shared)
     train_ranker(recsys, "train=torch_recsys", "train.torch.epochs=1")
-    try:
-        ModelRegistry(recsys.lake()).get("recsys_two_tower")
-    except ModelNotFoundError:
-        recsys_train(recsys.config("recsys.towers.epochs=2", "recsys.towers.batch_size=256",
-                                   job="recsys-train"), echo=quiet)
     return recsys
 
 

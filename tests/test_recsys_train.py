@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from recsys_lake import quiet, recsys_lake, train_ranker
+from recsys_lake import quiet, recsys_lake, train_towers
 
 from raylake.errors import ConfigError
 from raylake.models.registry import ModelRegistry
@@ -23,13 +23,7 @@ def recsys(ray_session, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(recsys):
-    from raylake.recsys.jobs import recsys_train
-
-    train_ranker(recsys)
-    lines: list[str] = []
-    out = recsys_train(recsys.config("recsys.towers.epochs=5", "recsys.towers.batch_size=256",
-                                     job="recsys-train"), echo=lines.append)
-    return out, lines
+    return train_towers(recsys)
 
 
 def test_quality_table_orders_the_methods(trained):

@@ -100,7 +100,7 @@ def fit(lake: Lake, conf: Any, clicks: Clicks, run_id: str, *,
     from raylake.train.resources import scaling_config, worker_env, worker_threads
 
     s = conf.recsys.towers
-    arch = {"num_users": clicks.num_users, "num_items": clicks.num_items, "dim": int(s.dim),
+    arch: dict[str, Any] = {"num_users": clicks.num_users, "num_items": clicks.num_items, "dim": int(s.dim),
             "hidden": [int(h) for h in s.hidden], "temperature": float(s.temperature)}
     TwoTower(**arch)  # bad sizes fail here, before any worker starts
     order = np.random.default_rng(0).permutation(len(clicks.users))
