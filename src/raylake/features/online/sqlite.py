@@ -57,15 +57,17 @@ class SqliteStore(OnlineStore):
     def get(self, keys: Sequence[str]) -> list[tuple[float, dict[str, Any]] | None]:
         """For each key, (event time in epoch seconds, values) or None where nothing is
         stored; queried 500 keys at a time."""
-        found: dict[str, tuple[float, dict[str, Any]]] = {}
+        rows: list[tuple[str, float, str]] = []
         conn = self._conn()
         for i in range(0, len(keys), 500):
             chunk = list(keys[i : i + 500])
             marks = ",".join("?" * len(chunk))
-            for key, ts, payload in conn.execute(
-                f"SELECT key, event_ts, payload FROM features WHERE key IN ({marks})", chunk
-            ):
-                found[key] = (ts, json.loads(payload))
+            rows.extend(conn.execute(
+                f"SELECT key, event_ts, payload FROM features WHERE key IN ({marks})", chunk))
+        # The payloads (each a JSON object this store wrote) parsed as one array: one
+        # json.loads per row was half the read's time for a batch of thousands of keys.
+        values = json.loads("[" + ",".join(p for _, _, p in rows) + "]") if rows else []
+        found = {key: (ts, v) for (key, ts, _), v in zip(rows, values, strict=True)}
         return [found.get(k) for k in keys]
 
     def teardown(self, view: str | None = None) -> None:
