@@ -69,3 +69,11 @@ def test_a_lake_without_impressions_is_refused_with_the_fix(recsys, tmp_path):
     cfg = recsys.config(f"lake.root={tmp_path / 'empty'}", job="recsys-train")
     with pytest.raises(ConfigError, match="recsys-impressions|ingest"):
         recsys_train(cfg, echo=quiet)
+
+
+def test_an_online_store_materialized_past_the_holdout_is_refused(recsys, trained):
+    from raylake.recsys.jobs import recsys_train
+
+    cfg = recsys.config("materialize.end=2026-03-30T00:00:00+00:00", job="recsys-train")
+    with pytest.raises(ConfigError, match="after the holdout start"):
+        recsys_train(cfg, echo=quiet)

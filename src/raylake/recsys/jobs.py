@@ -36,6 +36,7 @@ def recsys_train(ctx: JobContext, *, kill_at: dict[str, Any] | None = None) -> d
     conf, lake, run = ctx.conf, ctx.lake, ctx.record
     r = conf.recsys
     start = holdout_start(lake, conf)
+    rank = scoring.offline_ranker(lake, conf, start)  # a leaky online store fails here, early
     clicks = towers.training_clicks(lake, conf, start)
     run.add_input(table=clicks.table, version=clicks.version, rows=len(clicks.users),
                   role="training")
@@ -51,7 +52,6 @@ def recsys_train(ctx: JobContext, *, kill_at: dict[str, Any] | None = None) -> d
     with torch.no_grad():
         uv = model.user_vectors(torch.tensor(codes["user_id"])).numpy()
         iv = model.item_vectors(torch.tensor(codes["item_id"])).numpy()
-    rank = scoring.offline_ranker(lake, conf, start)
     quality = evaluate.evaluate(h, uv, codes["user_id"] > 0, iv, int(r.candidates),
                                 rank.score if rank else None, _truth_dir(conf))
     if rank:

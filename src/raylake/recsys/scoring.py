@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from raylake.errors import ModelNotFoundError
+from raylake.errors import ConfigError, ModelNotFoundError
 from raylake.lake.tables import Lake
 from raylake.models.spec import FeatureSpec
 
@@ -141,8 +141,20 @@ def open_ranker(lake: Lake, conf: Any, ref: str | None = None) -> RankerScorer:
 
 def offline_ranker(lake: Lake, conf: Any, start: dt.datetime) -> RankerScorer | None:
     """The ranker for the offline evaluation, or None when none is registered yet (the
-    quality table then has no ``pipeline`` row). ``start``: the holdout start the online
-    store was materialized to (``materialize.end``), so no holdout feature is read."""
+    quality table then has no ``pipeline`` row). ``start``: the holdout start; the
+    online store must have been materialized up to it (``materialize.end``), else the
+    evaluation would read features of the holdout it scores."""
+    end = conf.materialize.end
+    if end:
+        t = dt.datetime.fromisoformat(str(end).replace("Z", "+00:00"))
+        t = t.replace(tzinfo=dt.timezone.utc) if t.tzinfo is None else t
+        if t > start:
+            raise ConfigError(
+                f"materialize.end={end!r} is after the holdout start {start.isoformat()}: "
+                "the offline evaluation would score the holdout with features computed "
+                "from it. Materialize up to the holdout start (`raylake materialize "
+                f"experiment=recsys materialize.end={start.isoformat()}`) and set the "
+                "same materialize.end here.")
     try:
         return open_ranker(lake, conf)
     except ModelNotFoundError:
