@@ -12,11 +12,17 @@ import pyarrow.compute as pc
 import ray
 
 from raylake.config.schema import RaylakeConfig
-from raylake.errors import ConfigError, RaylakeError
+from raylake.errors import ConfigError
 from raylake.features.definitions import check_against_lake, resolve
 from raylake.features.offline import ROW, get_historical_features
 from raylake.features.online.settings import store_settings
-from raylake.lake.commit import add_actions, already_committed, commit_files, write_table
+from raylake.lake.commit import (
+    add_actions,
+    already_committed,
+    commit_files,
+    version_holding,
+    write_table,
+)
 from raylake.lake.files import file_records, write_files
 from raylake.lake.selection import parse_selection
 from raylake.lake.tables import Lake
@@ -94,7 +100,7 @@ def training_set(ctx: JobContext) -> dict[str, Any]:
     for i in inputs:
         run.add_input(**i)
     if already_committed(lake, t.output_table, app_id):
-        version = _version_holding(lake, t.output_table, app_id)
+        version = version_holding(lake, t.output_table, app_id)
         rows, skipped = lake.count(t.output_table, version), True
     else:
         columns = [c for c in retrieval.columns if c not in set(t.drop_columns)]
@@ -255,22 +261,6 @@ def _schema(actions: list[dict], window: str | None) -> pa.Schema:
         return pa.ipc.read_schema(pa.py_buffer(actions[0]["schema"]))
     raise ConfigError("The training set has no rows" + (window or "") + ": check the entity "
                       "table, the label" + (" and training_set.start/end." if window else "."))
-
-
-def _version_holding(lake: Lake, table: str, app_id: str) -> int:
-    """The version that committed ``app_id``: the first whose log holds it (every later
-    one holds it too). Not simply the latest: the table is overwritten by each build, and
-    a later build (another window, newer inputs) may have replaced these rows since."""
-    low, high = 0, lake.version(table)
-    latest = high
-    while low < high:
-        mid = (low + high) // 2
-        try:
-            holds = lake.table(table, mid).transaction_version(app_id) is not None
-        except RaylakeError:  # an old version whose log was cleaned up: not this one
-            holds = False
-        low, high = (low, mid) if holds else (mid + 1, high)
-    return low if low <= latest else latest
 
 
 def _window(t: Any, schema: pa.Schema) -> tuple[Any, Any] | None:

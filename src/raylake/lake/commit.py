@@ -35,7 +35,7 @@ from deltalake import CommitProperties, DeltaTable, Schema, Transaction, write_d
 from deltalake.exceptions import CommitFailedError, DeltaError
 from deltalake.transaction import AddAction, create_table_with_add_actions
 
-from raylake.errors import ConcurrentWriteError, LakeError
+from raylake.errors import ConcurrentWriteError, LakeError, RaylakeError
 from raylake.lake.names import validate_table_name
 from raylake.lake.tables import Lake
 
@@ -82,6 +82,22 @@ def add_actions(files: Sequence[dict[str, Any]]) -> list[AddAction]:
                              partition_values=json.loads(pv) if isinstance(pv, str) else pv,
                              modification_time=now, data_change=True, stats=f["stats"]))
     return out
+
+
+def version_holding(lake: Lake, table: str, app_id: str) -> int:
+    """The version that committed ``app_id``: the first whose log holds it (every later
+    one holds it too). Not simply the latest: a table overwritten by each build may have
+    had these rows replaced by a later build (other inputs) since."""
+    low, high = 0, lake.version(table)
+    latest = high
+    while low < high:
+        mid = (low + high) // 2
+        try:
+            holds = lake.table(table, mid).transaction_version(app_id) is not None
+        except RaylakeError:  # an old version whose log was cleaned up: not this one
+            holds = False
+        low, high = (low, mid) if holds else (mid + 1, high)
+    return min(low, latest)
 
 
 def already_committed(lake: Lake, name: str, app_id: str, *, system: bool = False) -> bool:

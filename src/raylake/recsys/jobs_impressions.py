@@ -16,7 +16,6 @@ import hashlib
 import json
 from typing import Any
 
-from raylake.errors import RaylakeError
 from raylake.runner import JobContext, job
 
 
@@ -27,7 +26,7 @@ def recsys_impressions(ctx: JobContext) -> dict[str, Any]:
     """Build ``recsys.impressions_table`` from ``recsys.events_table`` and
     ``recsys.items_table`` (each ``TABLE`` or ``TABLE@VERSION``) unless these versions were
     built already."""
-    from raylake.lake.commit import already_committed, write_table
+    from raylake.lake.commit import already_committed, version_holding, write_table
     from raylake.recsys.impressions import (
         OUTPUT_COLUMNS,
         TableRef,
@@ -48,7 +47,7 @@ def recsys_impressions(ctx: JobContext) -> dict[str, Any]:
         [events.name, ev_version, items.name, it_version, OUTPUT_COLUMNS]).encode()
     ).hexdigest()[:24]
     if already_committed(lake, out, app_id):
-        version = _version_holding(lake, out, app_id)
+        version = version_holding(lake, out, app_id)
         rows = lake.count(out, version)
         run.add_output(table=out, version=version, rows=rows, skipped=True)
         run.metrics.update(rows=rows)
@@ -73,18 +72,3 @@ def recsys_impressions(ctx: JobContext) -> dict[str, Any]:
                  "category and price are null)")
     return {"version": version, "rows": rows, "skipped": False, "clicks": built.clicks,
             "purchases": built.purchases, "unknown_items": built.unknown_items, "summary": line}
-
-
-def _version_holding(lake: Any, table: str, app_id: str) -> int:
-    """The first version of ``table`` whose log holds ``app_id`` (every later one holds it
-    too; a later build from other inputs may have replaced its rows since)."""
-    low, high = 0, lake.version(table)
-    latest = high
-    while low < high:
-        mid = (low + high) // 2
-        try:
-            holds = lake.table(table, mid).transaction_version(app_id) is not None
-        except RaylakeError:  # an old version whose log was cleaned up: not this one
-            holds = False
-        low, high = (low, mid) if holds else (mid + 1, high)
-    return min(low, latest)

@@ -260,7 +260,7 @@ def server_args(conf: Any, lake: Any, threads: int = 1) -> tuple[dict[str, Any],
     from raylake.config.redact import redact_options
     from raylake.models.registry import ModelRegistry
     from raylake.recsys.vectors import tower_version
-    from raylake.serve.log_keys import log_key_policy
+    from raylake.serve.log_keys import governed_log_keys, log_key_policy
     from raylake.serve.request_log import ensure_table
 
     r = conf.recsys
@@ -269,7 +269,7 @@ def server_args(conf: Any, lake: Any, threads: int = 1) -> tuple[dict[str, Any],
         registry.get(name)  # ModelNotFoundError naming the job that registers it
     tower_version(lake, conf, None)
     ms = conf.model_server
-    governed = sorted(_governed_keys(conf, lake))
+    governed = sorted(governed_log_keys(conf, lake))
     log_key_policy(str(ms.log_keys), governed, conf.governance.key_env,
                    logging=bool(ms.request_log_table))
     if ms.request_log_table:
@@ -287,17 +287,3 @@ def server_args(conf: Any, lake: Any, threads: int = 1) -> tuple[dict[str, Any],
 
 def _plain(v: Any) -> Any:
     return getattr(v, "value", str(v))  # enums (Choice) as their value
-
-
-def _governed_keys(conf: Any, lake: Any) -> dict[str, str]:
-    """Entity keys classified pii or restricted (nothing to read without a
-    ``_classification`` table or when the log keeps every key)."""
-    from raylake.lake.classification import CLASSIFICATION_TABLE, classification
-    from raylake.serve.log_keys import governed_keys
-
-    ms = conf.model_server
-    if (str(ms.log_keys) == "keep" or not ms.request_log_table
-            or not conf.features.feature_views
-            or not lake.exists(CLASSIFICATION_TABLE, system=True)):
-        return {}
-    return governed_keys(conf.features, classification(lake))

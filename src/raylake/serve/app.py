@@ -66,7 +66,7 @@ from raylake.serve.inputs import (
     to_table,
     with_bare_names,
 )
-from raylake.serve.log_keys import log_key_policy
+from raylake.serve.log_keys import governed_log_keys, log_key_policy
 
 app = FastAPI(title="raylake model server")
 log = logging.getLogger("raylake.serve")
@@ -534,7 +534,7 @@ def server_args(conf: Any, lake: Any) -> tuple[Any, ...]:
     arms = resolve_arms(conf.model, ms.arms, ModelRegistry(lake))
     # Entity keys classified pii/restricted (serve/log_keys.py): their names travel, the
     # key is read by each replica; a missing key refuses here, before anything is written.
-    governed = sorted(_governed_keys(conf, lake))
+    governed = sorted(governed_log_keys(conf, lake))
     log_key_policy(str(ms.log_keys), governed, conf.governance.key_env,
                    logging=bool(ms.request_log_table))
     if ms.request_log_table:
@@ -568,20 +568,6 @@ def server_args(conf: Any, lake: Any) -> tuple[Any, ...]:
     # replicas read them from their environment.
     return ([a.to_dict() for a in arms], lake.root, redact_options(lake.storage.options),
             settings, lookup)
-
-
-def _governed_keys(conf: Any, lake: Any) -> dict[str, str]:
-    """Entity keys of the feature definitions classified pii or restricted: nothing to
-    read when the lake has no ``_classification`` (or the log keeps every key)."""
-    from raylake.lake.classification import CLASSIFICATION_TABLE, classification
-    from raylake.serve.log_keys import governed_keys
-
-    ms = conf.model_server
-    if (str(ms.log_keys) == "keep" or not ms.request_log_table
-            or not conf.features.feature_views
-            or not lake.exists(CLASSIFICATION_TABLE, system=True)):
-        return {}
-    return governed_keys(conf.features, classification(lake))
 
 
 def deployment_options(ms: Any) -> dict[str, Any]:

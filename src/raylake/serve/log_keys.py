@@ -89,6 +89,20 @@ class LogKeyPolicy:
         return str(out[0].as_py())
 
 
+def governed_log_keys(conf: Any, lake: Any) -> dict[str, str]:
+    """Entity keys of ``conf.features`` classified pii or restricted, for a server's
+    request log: nothing to read when the lake has no ``_classification`` table or the
+    log keeps every key. /predict and /recommend both log through it."""
+    from raylake.lake.classification import CLASSIFICATION_TABLE, classification
+
+    ms = conf.model_server
+    if (str(ms.log_keys) == "keep" or not ms.request_log_table
+            or not conf.features.feature_views
+            or not lake.exists(CLASSIFICATION_TABLE, system=True)):
+        return {}
+    return governed_keys(conf.features, classification(lake))
+
+
 def _hashed(values: list[Any], key: bytes) -> list[Any]:
     try:
         arr = pa.array(values)
